@@ -1,0 +1,1 @@
+"""The ``blocknerf`` command line: argument parsing lives here and nowhere else."""

@@ -1,0 +1,28 @@
+"""``blocknerf inspect CAPTURE``: check a capture and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "check a capture (transforms.json) and summarise frames, splits, intrinsics, extent and geo origin"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("capture", help="transforms.json or the directory holding it")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--headers-only", action="store_true", help="read image headers only (fast; misses truncated files)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from blocknerf.capture_io import read_capture
+    from blocknerf.inspection import check_images, format_summary, summarize
+
+    capture = read_capture(args.capture)
+    with tqdm(total=len(capture.frames), desc="checking images", unit="img", disable=args.json, leave=False) as bar:
+        check_images(capture, decode=not args.headers_only, progress=bar.update)
+    summary = summarize(capture)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0

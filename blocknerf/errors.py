@@ -1,0 +1,37 @@
+"""Errors a user can act on: each renders as one line naming the file and the problem."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class BlockNerfError(Exception):
+    """Base class for errors caused by input, configuration or the environment, not by a bug.
+
+    The command line prints these as a single line and exits with status 2.
+    """
+
+
+class InputError(BlockNerfError):
+    """Bad input data: the message names the offending file (or store) and what is wrong with it."""
+
+    def __init__(self, path: str | PathLike[str] | None, problem: str) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if self.path is None else f"{self.path}: {problem}")
+
+
+class ConfigError(InputError):
+    """An invalid configuration file or override (unknown key, wrong type, out of range)."""
+
+
+class StoreError(InputError):
+    """A block store that is missing, read-only, of an unknown format or otherwise unusable."""
+
+
+class TrainingError(BlockNerfError):
+    """Training of a block stopped for a reason the user must look at (e.g. a non-finite loss)."""
+
+
+class CaptureWarning(UserWarning):
+    """Something in a capture was skipped or repaired while loading it (e.g. missing images)."""

@@ -1,0 +1,94 @@
+"""Compile-on-first-use of the C kernels next to this file, with an on-disk cache."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+_SOURCE_DIR = Path(__file__).resolve().parent
+_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC", "-shared", "-std=c11")
+
+
+class KernelUnavailable(RuntimeError):
+    """A native kernel could not be built or loaded on this machine."""
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels live: ``$BLOCKNERF_CACHE`` or ``~/.cache/blocknerf``, under ``kernels/``."""
+    base = os.environ.get("BLOCKNERF_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "blocknerf"
+    )
+    return Path(base) / "kernels"
+
+
+@functools.cache
+def load_library(name: str) -> ctypes.CDLL:
+    """Compile (once per source/compiler/CPU) and load ``<name>.c``; raises KernelUnavailable.
+
+    torch must be imported first: the library then shares torch's OpenMP runtime (same soname).
+    """
+    import torch  # noqa: F401  (see docstring)
+
+    source = _SOURCE_DIR / f"{name}.c"
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        raise KernelUnavailable("no C compiler found (set CC)")
+    key = hashlib.sha256()
+    key.update(source.read_bytes())
+    key.update(" ".join((compiler, *_FLAGS)).encode())
+    key.update(_cpu_signature().encode())
+    target = cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Compile to a private file and rename, so concurrent workers never load a partial library.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        try:
+            result = subprocess.run(
+                [compiler, *_FLAGS, str(source), "-o", tmp, "-lm"], capture_output=True, text=True
+            )
+            if result.returncode != 0:
+                raise KernelUnavailable(f"compiling {source.name} failed: {result.stderr.strip()[:2000]}")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as exc:
+        raise KernelUnavailable(f"loading {target.name} failed: {exc}") from None
+
+
+def try_load_library(name: str) -> ctypes.CDLL | None:
+    """``load_library`` that warns once and returns None instead of raising."""
+    try:
+        return load_library(name)
+    except KernelUnavailable as exc:
+        _warn_once(name, str(exc))
+        return None
+
+
+@functools.cache
+def _warn_once(name: str, reason: str) -> None:
+    warnings.warn(f"native kernel '{name}' unavailable, using the torch reference path: {reason}", RuntimeWarning, stacklevel=3)
+
+
+def _cpu_signature() -> str:
+    """A string that changes when -march=native would generate different code."""
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return f"{platform.machine()}|{platform.processor()}|{flags}"
