@@ -57,8 +57,13 @@ def read_capture(path: str | os.PathLike[str]) -> Capture:
     return capture_from_dict(doc, root=file.parent.resolve(), where=str(file))
 
 
-def capture_from_dict(doc: Any, *, root: Path, where: str) -> Capture:
-    """Interpret a parsed transforms.json document whose image paths are relative to ``root``."""
+def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool = True) -> Capture:
+    """Interpret a parsed transforms.json document whose image paths are relative to ``root``.
+
+    With ``require_images=False`` (a capture record kept in a block store, read on a machine that
+    may not hold the images) frames are kept whether or not their image exists, and image sizes
+    must be given in the document.
+    """
     if not isinstance(doc, dict):
         raise InputError(where, "top level must be a JSON object")
     if "frames" not in doc:
@@ -82,7 +87,7 @@ def capture_from_dict(doc: Any, *, root: Path, where: str) -> Capture:
                 raise InputError(where, f"{label}: missing key '{key}'")
         frame_id = _normalise(entry["file_path"])
         label = f"frame '{frame_id}'"
-        image_path = _find_image(root, frame_id)
+        image_path = _find_image(root, frame_id) if require_images else (root / frame_id)
         if image_path is None:
             missing.append(frame_id)
             continue
@@ -128,7 +133,15 @@ def write_capture(capture: Capture, path: str | os.PathLike[str]) -> Path:
     if file.is_dir() or file.suffix != ".json":
         file = file / "transforms.json"
     file.parent.mkdir(parents=True, exist_ok=True)
-    out_dir = file.parent.resolve()
+    doc = capture_to_dict(capture, file.parent.resolve())
+    tmp = file.with_name(f".{file.name}.partial")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, file)
+    return file
+
+
+def capture_to_dict(capture: Capture, out_dir: Path) -> dict[str, Any]:
+    """The transforms.json document of ``capture`` with image paths relative to ``out_dir``."""
     shared = len({f.intrinsics for f in capture.frames}) == 1
     doc: dict[str, Any] = {"camera_model": "OPENCV"}
     if shared:
@@ -160,10 +173,7 @@ def write_capture(capture: Capture, path: str | os.PathLike[str]) -> Path:
         names = [e["file_path"] for e, f in zip(frames_out, capture.frames) if f.split == split]
         if names:
             doc[f"{split}_filenames"] = names
-    tmp = file.with_name(f".{file.name}.partial")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, file)
-    return file
+    return doc
 
 
 # -- helpers ---------------------------------------------------------------------------------------

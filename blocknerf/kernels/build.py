@@ -14,7 +14,12 @@ import warnings
 from pathlib import Path
 
 _SOURCE_DIR = Path(__file__).resolve().parent
-_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fno-finite-math-only", "-fopenmp", "-fPIC", "-shared", "-std=c11")
+# Not -ffast-math: GCC then links crtfastmath.o, whose constructor turns on flush-to-zero for the
+# whole process when the library loads, silently changing numerics elsewhere (scipy, torch).
+_FLAGS = (
+    "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
+    "-fassociative-math", "-freciprocal-math", "-ffp-contract=fast", "-fopenmp", "-fPIC", "-shared", "-std=c11",
+)
 
 
 class KernelUnavailable(RuntimeError):
@@ -35,7 +40,7 @@ def load_library(name: str) -> ctypes.CDLL:
 
     torch must be imported first: the library then shares torch's OpenMP runtime (same soname).
     """
-    import torch  # noqa: F401  (see docstring)
+    import torch  # see docstring
 
     source = _SOURCE_DIR / f"{name}.c"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
@@ -61,10 +66,24 @@ def load_library(name: str) -> ctypes.CDLL:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+    flushing_before = _flushes_denormals()
     try:
-        return ctypes.CDLL(str(target))
+        lib = ctypes.CDLL(str(target))
     except OSError as exc:
         raise KernelUnavailable(f"loading {target.name} failed: {exc}") from None
+    if not flushing_before and _flushes_denormals():
+        # A library built with fast-math (e.g. by a CC override) switched the loading thread to
+        # flush-to-zero, which silently changes float results everywhere else; switch it back.
+        torch.set_flush_denormal(False)
+    return lib
+
+
+_DENORMAL = 5e-324  # smallest positive double; a module global, so the test is not constant-folded
+
+
+def _flushes_denormals() -> bool:
+    """Whether this thread flushes denormals to zero (MXCSR FTZ/DAZ on x86)."""
+    return _DENORMAL * 1.0 == 0.0
 
 
 def try_load_library(name: str) -> ctypes.CDLL | None:

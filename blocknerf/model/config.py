@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as default
 from typing import Literal
 
 
@@ -42,7 +43,95 @@ class HashGridConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldConfig:
+    """The MLPs on top of the encoding: density, colour, visibility."""
+
+    hidden_dim: int = 64
+    """Width of the density MLP's hidden layer."""
+    geo_features: int = 15
+    """Geometry features the density MLP passes to the colour and visibility heads."""
+    color_hidden_dim: int = 64
+    """Width of the colour MLP's hidden layers."""
+    color_layers: int = 2
+    """Hidden layers of the colour MLP."""
+    direction_sh_degree: int = 4
+    """Spherical-harmonics degree of the view-direction encoding (degree**2 features)."""
+    appearance_dim: int = 8
+    """Size of the per-image appearance embedding (NeRF-W / Block-NeRF); 0 disables it."""
+    use_exposure: bool = True
+    """Feed log2(exposure) to the colour MLP when the capture records exposure."""
+    visibility_hidden_dim: int = 32
+    """Width of the visibility head (predicts transmittance, used to drop blocks at render time)."""
+
+    def validate(self) -> None:
+        if min(self.hidden_dim, self.color_hidden_dim, self.visibility_hidden_dim) < 8:
+            raise ValueError("hidden widths must be at least 8")
+        if not 1 <= self.direction_sh_degree <= 4:
+            raise ValueError("direction_sh_degree must be in 1..4")
+        if self.color_layers < 1:
+            raise ValueError("color_layers must be at least 1")
+        if self.appearance_dim < 0 or self.geo_features < 1:
+            raise ValueError("appearance_dim must be >= 0 and geo_features >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SamplerConfig:
+    """Where samples go along a ray (shared step schedule + occupancy skipping)."""
+
+    near: float = 0.01
+    """Start of every ray, in units of the block radius."""
+    far: float = 1000.0
+    """End of every ray, in units of the block radius (contracted: 1000 r is 0.1% short of the edge)."""
+    min_step: float = 1.0 / 512.0
+    """Smallest step, in units of the block radius."""
+    cone_angle: float = 1.0 / 256.0
+    """Steps grow with distance t as t * cone_angle (Instant-NGP's cone marching)."""
+    contracted_steps: int = 128
+    """Steps across the contracted shell (beyond the block), uniform in contracted distance."""
+    max_samples_per_ray: int = 1024
+    """Hard cap on samples emitted per ray."""
+    early_stop_transmittance: float = 1e-4
+    """Samples behind the point where transmittance falls below this are dropped."""
+    min_weight: float = 1e-4
+    """Samples whose rendering weight is below this skip the colour MLP."""
+
+    def validate(self) -> None:
+        if not 0.0 < self.near < self.far:
+            raise ValueError("need 0 < near < far")
+        if self.min_step <= 0 or self.cone_angle < 0 or self.contracted_steps < 1:
+            raise ValueError("min_step must be > 0, cone_angle >= 0, contracted_steps >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class OccupancyConfig:
+    """The occupancy grid for empty-space skipping (over the contracted cube)."""
+
+    resolution: int = 128
+    """Cells per axis."""
+    update_every: int = 16
+    """Training steps between grid updates."""
+    update_fraction: float = 0.125
+    """Share of cells re-evaluated at each update (random; all cells at the first updates)."""
+    warmup_updates: int = 4
+    """Number of first updates that evaluate every cell."""
+    decay: float = 0.95
+    """Density estimates decay by this factor at each update before taking the new maximum."""
+    threshold: float = 0.01
+    """A cell is occupied when its opacity over a minimum step, 1 - exp(-density * min_step),
+    exceeds this (or the mean, whichever is smaller)."""
+
+    def validate(self) -> None:
+        if not 8 <= self.resolution <= 512:
+            raise ValueError("resolution must be in 8..512")
+        if not 0.0 < self.update_fraction <= 1.0 or not 0.0 < self.decay <= 1.0:
+            raise ValueError("update_fraction and decay must be in (0, 1]")
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     """The whole per-block model."""
 
-    hashgrid: HashGridConfig = field(default_factory=HashGridConfig)
+    hashgrid: HashGridConfig = default(default_factory=HashGridConfig)
+    field: FieldConfig = default(default_factory=FieldConfig)
+    sampler: SamplerConfig = default(default_factory=SamplerConfig)
+    occupancy: OccupancyConfig = default(default_factory=OccupancyConfig)

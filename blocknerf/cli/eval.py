@@ -1,0 +1,75 @@
+"""``blocknerf eval S.zarr``: held-out PSNR/SSIM per block and for the streamed composite."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from blocknerf.cli.settings import add_config_argument
+
+HELP = "held-out PSNR/SSIM of each block and of the composite (blocks blended as when streaming)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="block store")
+    add_config_argument(p)
+    p.add_argument("--blocks", metavar="ID[,ID]", help="only these blocks")
+    p.add_argument("--views", type=int, default=0, metavar="N", help="at most N held-out views per block (0: all)")
+    p.add_argument("--no-composite", action="store_true", help="skip the composite evaluation")
+    p.add_argument("--out", metavar="JSON", help="also write the results to this file")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def evaluate_blocks(store: Any, block_ids: list[str], views: int) -> dict[str, dict[str, Any]]:
+    """Per published block: PSNR/SSIM on the held-out frames assigned to it."""
+    from blocknerf.block import load_block, pick_device
+    from blocknerf.evaluation import evaluate_views
+
+    plan, capture, manifest = store.plan, store.capture, store.manifest()
+    by_id = {f.id: f for f in capture.frames}
+    out: dict[str, dict[str, Any]] = {}
+    for block_id in block_ids:
+        if manifest.version_of(block_id) is None:
+            out[block_id] = {"views": 0, "error": "not trained"}
+            continue
+        spec = plan.block(block_id)
+        frames = [by_id[f] for f in spec.frames if f in by_id and by_id[f].split == "test"]
+        if views:
+            frames = frames[:views]
+        block = load_block(store, block_id, device=pick_device())
+        result = evaluate_views(block, frames, spec=spec, far_m=plan.far_m)
+        result.pop("per_view_psnr", None)
+        out[block_id] = {"version": block.version, **result}
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from blocknerf.cli.settings import resolve
+    from blocknerf.store import BlockStore
+
+    store = BlockStore.open(args.store)
+    settings = resolve(args, stored=store.config, where_stored=f"{args.store} (stored config)")
+    block_ids = [b.strip() for b in args.blocks.split(",")] if args.blocks else list(store.plan.ids)
+    results: dict[str, Any] = {"blocks": evaluate_blocks(store, block_ids, args.views)}
+    if not args.no_composite:
+        from streaming.evaluation import evaluate_composite
+
+        results["composite"] = evaluate_composite(store, settings.stream, max_views=args.views or None)
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(results, fh, indent=2)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"{'block':<12} {'version':>7} {'views':>5} {'PSNR dB':>8} {'region dB':>9} {'SSIM':>6}")
+    for block_id, r in results["blocks"].items():
+        if not r.get("views"):
+            print(f"{block_id:<12} {'-':>7} {0:>5}  {r.get('error', 'no held-out views')}")
+            continue
+        region = f"{r['psnr_region']:.2f}" if "psnr_region" in r else "-"
+        print(f"{block_id:<12} {'v' + str(r['version']):>7} {r['views']:>5} {r['psnr']:>8.2f} {region:>9} {r['ssim']:>6.3f}")
+    comp = results.get("composite")
+    if comp and comp.get("views"):
+        print(f"{'composite':<12} {'':>7} {comp['views']:>5} {comp['psnr']:>8.2f} {'':>9} {comp['ssim']:>6.3f}")
+    return 0

@@ -1,0 +1,54 @@
+"""The whole configuration, as ``--config FILE`` and flags give it to a subcommand.
+
+Precedence, lowest first: the defaults of each component's config dataclass, the configuration
+stored in a block store (when the command works on one), the ``--config`` YAML file, then flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from blocknerf.cluster import ClusterConfig
+from blocknerf.config import dotted_to_nested, read_yaml, replace
+from blocknerf.model.config import ModelConfig
+from blocknerf.synth.config import SynthConfig
+from blocknerf.training.config import TrainConfig
+from partitioning import PartitionConfig
+from streaming.config import StreamConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every component's settings; a YAML config file holds any subset of these sections."""
+
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+
+
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML file of setting overrides (see configs/)")
+
+
+def resolve(
+    args: argparse.Namespace,
+    flags: Mapping[str, Any] | None = None,
+    *,
+    stored: Mapping[str, Any] | None = None,
+    where_stored: str = "store",
+) -> Settings:
+    """Settings from defaults < ``stored`` < ``--config`` file < ``flags`` (dotted keys, None = unset)."""
+    settings = Settings()
+    if stored:
+        settings = replace(settings, stored, where=where_stored)
+    if getattr(args, "config", None):
+        settings = replace(settings, read_yaml(args.config), where=args.config)
+    if flags:
+        settings = replace(settings, dotted_to_nested(flags), where="command line")
+    return settings

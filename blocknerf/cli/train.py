@@ -1,0 +1,83 @@
+"""``blocknerf train S.zarr``: train blocks in parallel (local dask cluster or a scheduler), resumable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from blocknerf.cli.settings import add_config_argument
+
+HELP = "train the blocks of a store in parallel (local dask cluster, or --scheduler ADDRESS), resumable"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="block store (path or fsspec URL reachable by every worker)")
+    add_config_argument(p)
+    p.add_argument("--blocks", metavar="ID[,ID]", help="only these blocks (default: all)")
+    p.add_argument("--steps", type=int, metavar="N", help="training steps per block")
+    p.add_argument("--time-budget", type=float, metavar="S", help="stop each block after S seconds of training")
+    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: what the cores allow)")
+    p.add_argument("--threads-per-worker", type=int, metavar="T", help="torch threads per worker")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="connect to a running dask scheduler instead of a local cluster")
+    p.add_argument("--in-process", action="store_true", help="train one block after another in this process (no dask)")
+    p.add_argument("--force", action="store_true", help="retrain blocks that are already up to date")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from blocknerf.cli.settings import resolve
+    from blocknerf.cluster import train_blocks
+    from blocknerf.config import to_dict
+    from blocknerf.progress import TrainBoard
+    from blocknerf.store import BlockStore
+
+    store = BlockStore.open(args.store, writable=True)
+    settings = resolve(
+        args,
+        {
+            "train.steps": args.steps,
+            "train.time_budget_s": args.time_budget,
+            "cluster.workers": args.workers,
+            "cluster.threads_per_worker": args.threads_per_worker,
+            "cluster.scheduler": args.scheduler,
+            "cluster.in_process": True if args.in_process else None,
+        },
+        stored=store.config,
+        where_stored=f"{args.store} (stored config)",
+    )
+    store.set_config(to_dict(settings))
+    block_ids = [b.strip() for b in args.blocks.split(",") if b.strip()] if args.blocks else None
+    board = TrainBoard(len(block_ids or store.plan.ids), disable=args.json)
+
+    def on_cluster(kind: str, info: object) -> None:
+        if kind == "dashboard" and not args.json:
+            board.overall.write(f"dask dashboard: {info}", file=sys.stderr)
+        elif kind == "workers" and not args.json:
+            board.overall.write(f"dask workers: {info}", file=sys.stderr)
+
+    try:
+        report = train_blocks(
+            store.url, block_ids, settings.model, settings.train, settings.cluster,
+            force=args.force, sink=board, on_cluster=on_cluster,
+        )
+    finally:
+        board.close()
+    if args.json:
+        print(json.dumps({"trained": report.trained, "skipped": report.skipped, "failed": report.failed,
+                          "seconds": round(report.seconds, 2), "timeline": report.timeline,
+                          "stats": report.stats}, indent=2, default=str))
+    else:
+        for block_id, why in report.skipped.items():
+            print(f"{block_id}: skipped, {why}")
+        for block_id, version in report.trained.items():
+            ev = report.stats.get(block_id, {}).get("eval", {})
+            quality = f", held-out PSNR {ev['psnr']:.2f} dB, SSIM {ev['ssim']:.3f} ({ev['views']} views)" if ev.get("views") else ""
+            print(f"{block_id}: published v{version}{quality}")
+        for block_id, error in report.failed.items():
+            print(f"{block_id}: FAILED: {error}")
+        print(f"{len(report.trained)} trained, {len(report.skipped)} skipped, {len(report.failed)} failed in {report.seconds:.0f} s")
+    if report.failed:
+        print(f"blocknerf train: {len(report.failed)} of {len(report.trained) + len(report.failed)} blocks failed", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,134 @@
+"""Rendering rays through a block: march occupied space, drop what cannot be seen, composite.
+
+Both paths first evaluate density alone at every marched sample (no gradients, cheap), compute
+transmittance, and keep only samples that are still visible (early ray termination); the colour
+MLP then runs only where the rendering weight is not negligible. Training repeats the density
+evaluation with gradients on the kept samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from blocknerf.model.bounds import BlockBounds
+from blocknerf.model.config import SamplerConfig
+from blocknerf.model.field import BlockField
+from blocknerf.model.marching import RaySamples, march
+from blocknerf.model.volume import accumulate, transmittance_and_weights
+
+
+@dataclass(frozen=True)
+class Rays:
+    """A batch of world-space rays and the per-image inputs of the colour MLP."""
+
+    origins: torch.Tensor
+    """(R, 3) float32 world positions."""
+    directions: torch.Tensor
+    """(R, 3) float32 unit world directions."""
+    appearance: torch.Tensor | None = None
+    """(R, A) appearance codes, or None for the zero code (an unseen image)."""
+    log2_exposure: torch.Tensor | None = None
+    """(R,) log2 of the image exposure, or None (0: the reference exposure)."""
+
+    def __len__(self) -> int:
+        return int(self.origins.shape[0])
+
+    def slice(self, start: int, stop: int) -> Rays:
+        cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
+        return Rays(self.origins[start:stop], self.directions[start:stop], cut(self.appearance), cut(self.log2_exposure))
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """Per-ray outputs of rendering."""
+
+    rgb: torch.Tensor
+    """(R, 3) colour in [0, 1]."""
+    depth: torch.Tensor
+    """(R,) expected distance along the ray (world units; weighted by opacity)."""
+    opacity: torch.Tensor
+    """(R,) accumulated opacity (1 - final transmittance)."""
+    visibility: torch.Tensor
+    """(R,) predicted visibility of what the ray sees (Block-NeRF), in [0, 1]."""
+
+
+@dataclass(frozen=True)
+class TrainRender:
+    """What a training step needs: differentiable colour and the visibility-head loss."""
+
+    rgb: torch.Tensor
+    opacity: torch.Tensor
+    visibility_loss: torch.Tensor
+    marched: int
+    kept: int
+    colored: int
+
+
+class BlockRenderer:
+    """Renders rays through one block's field (the model is passed in, never owned)."""
+
+    def __init__(self, bounds: BlockBounds, sampler: SamplerConfig, edges: torch.Tensor, backend: str = "auto") -> None:
+        self.bounds = bounds
+        self.cfg = sampler
+        self.edges = edges
+        self.backend = backend
+
+    def _march(self, rays: Rays, occupied: torch.Tensor, jitter: torch.Tensor | None) -> RaySamples:
+        o, d = self.bounds.normalize_rays(rays.origins, rays.directions)
+        return march(o, d, self.edges, occupied, max_per_ray=self.cfg.max_samples_per_ray, jitter=jitter, backend=self.backend)
+
+    def _visible(self, field: BlockField, samples: RaySamples) -> tuple[RaySamples, torch.Tensor]:
+        """Drop samples behind the point where the ray's transmittance vanishes."""
+        with torch.no_grad():
+            sigma = field.density_only(samples.x01)
+            trans, _ = transmittance_and_weights(sigma * samples.dt / self.bounds.radius, samples.ray_indices, samples.n_rays)
+            keep = trans > self.cfg.early_stop_transmittance
+        return samples.select(keep), sigma[keep]
+
+    def render_train(
+        self, field: BlockField, occupied: torch.Tensor, rays: Rays, generator: torch.Generator
+    ) -> TrainRender:
+        """Differentiable render of a training batch (stratified jitter from ``generator``)."""
+        n = len(rays)
+        jitter = torch.rand(n, generator=generator, device="cpu").to(rays.origins.device)
+        marched = self._march(rays, occupied, jitter)
+        samples, _ = self._visible(field, marched)
+        sigma, geo = field.density(samples.x01)
+        trans, weights = transmittance_and_weights(sigma * samples.dt / self.bounds.radius, samples.ray_indices, n)
+        color_ray, vis_ray, _ = field.ray_features(rays.directions, rays.appearance, rays.log2_exposure)
+        colored = weights.detach() > self.cfg.min_weight
+        idx = samples.ray_indices[colored]
+        geo_c = geo[colored]
+        rgb = accumulate(field.color(geo_c, color_ray, idx), weights[colored], idx, n)
+        opacity = accumulate(weights, weights.new_ones(()).expand_as(weights), samples.ray_indices, n)
+        # The visibility head learns the transmittance rendering computed (a detached target);
+        # its loss must not shape the geometry, so it sees detached features.
+        vis = field.visibility(geo_c.detach(), vis_ray, idx)
+        vis_loss = torch.mean((vis - trans.detach()[colored]) ** 2) if idx.numel() else rgb.sum() * 0.0
+        return TrainRender(rgb, opacity, vis_loss, len(marched), len(samples), int(idx.numel()))
+
+    @torch.no_grad()
+    def render(self, field: BlockField, occupied: torch.Tensor, rays: Rays, *, chunk: int = 16384) -> RenderResult:
+        """Render rays in chunks (memory bounded by ``chunk``), without gradients."""
+        outs = [self._render_chunk(field, occupied, rays.slice(s, s + chunk)) for s in range(0, len(rays), chunk)]
+        if not outs:
+            z = rays.origins.new_zeros(0)
+            return RenderResult(rays.origins.new_zeros(0, 3), z, z, z)
+        return RenderResult(*(torch.cat([getattr(o, k) for o in outs]) for k in ("rgb", "depth", "opacity", "visibility")))
+
+    def _render_chunk(self, field: BlockField, occupied: torch.Tensor, rays: Rays) -> RenderResult:
+        n = len(rays)
+        samples = self._march(rays, occupied, None)
+        sigma, geo = field.density(samples.x01)  # one pass: inference keeps the features it needs
+        trans, weights = transmittance_and_weights(sigma * samples.dt / self.bounds.radius, samples.ray_indices, n)
+        keep = (weights > self.cfg.min_weight) & (trans > self.cfg.early_stop_transmittance)
+        samples, weights, geo = samples.select(keep), weights[keep], geo[keep]
+        idx = samples.ray_indices
+        color_ray, vis_ray, _ = field.ray_features(rays.directions, rays.appearance, rays.log2_exposure)
+        rgb = accumulate(field.color(geo, color_ray, idx), weights, idx, n)
+        opacity = accumulate(weights, torch.ones_like(weights), idx, n)
+        depth = accumulate(samples.t, weights, idx, n) / opacity.clamp(min=1e-6)
+        vis = accumulate(field.visibility(geo, vis_ray, idx), weights, idx, n) / opacity.clamp(min=1e-6)
+        return RenderResult(rgb, depth, opacity, vis)

@@ -1,0 +1,77 @@
+"""Camera rays: pixel -> world ray for pinhole cameras with OpenCV distortion (OpenGL axes)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from blocknerf.capture import Intrinsics
+
+
+def undistort_points(xd: np.ndarray, yd: np.ndarray, k: Intrinsics, iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Invert the OpenCV (k1, k2, p1, p2) model on normalised image coordinates (y down), by fixed point."""
+    x, y = xd.copy(), yd.copy()
+    for _ in range(iterations):
+        r2 = x * x + y * y
+        radial = 1.0 + k.k1 * r2 + k.k2 * r2 * r2
+        dx = 2.0 * k.p1 * x * y + k.p2 * (r2 + 2.0 * x * x)
+        dy = k.p1 * (r2 + 2.0 * y * y) + 2.0 * k.p2 * x * y
+        x = (xd - dx) / radial
+        y = (yd - dy) / radial
+    return x, y
+
+
+def distort_points(x: np.ndarray, y: np.ndarray, k: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
+    """The OpenCV (k1, k2, p1, p2) model on normalised image coordinates (y down)."""
+    r2 = x * x + y * y
+    radial = 1.0 + k.k1 * r2 + k.k2 * r2 * r2
+    return (
+        x * radial + 2.0 * k.p1 * x * y + k.p2 * (r2 + 2.0 * x * x),
+        y * radial + k.p1 * (r2 + 2.0 * y * y) + 2.0 * k.p2 * x * y,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def camera_directions(k: Intrinsics) -> torch.Tensor:
+    """(H*W, 3) float32 camera-frame directions of pixel centres (OpenGL: x right, y up, -z forward).
+
+    Directions are not normalised: their z is -1, so a ray's distance along the optical axis is t * |z|.
+    """
+    v, u = np.meshgrid(np.arange(k.height, dtype=np.float64), np.arange(k.width, dtype=np.float64), indexing="ij")
+    x = (u + 0.5 - k.cx) / k.fx
+    y = (v + 0.5 - k.cy) / k.fy
+    if k.has_distortion:
+        x, y = undistort_points(x, y, k)
+    d = np.stack([x, -y, -np.ones_like(x)], axis=-1).reshape(-1, 3)
+    t = torch.from_numpy(d.astype(np.float32))
+    t.requires_grad_(False)
+    return t
+
+
+def world_rays(
+    c2w: torch.Tensor, cam_dirs: torch.Tensor, *, normalize: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rays of camera-frame directions (N, 3) under poses c2w (N, 4, 4) or (4, 4) -> origins, unit dirs."""
+    if c2w.dim() == 2:
+        rot, origin = c2w[:3, :3], c2w[:3, 3]
+        dirs = cam_dirs @ rot.T
+        origins = origin.expand_as(dirs)
+    else:
+        rot, origin = c2w[:, :3, :3], c2w[:, :3, 3]
+        dirs = torch.einsum("nij,nj->ni", rot, cam_dirs)
+        origins = origin
+    if normalize:
+        dirs = torch.nn.functional.normalize(dirs, dim=-1)
+    return origins.contiguous(), dirs.contiguous()
+
+
+def image_rays(c2w: np.ndarray, k: Intrinsics, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All rays of an image: origins, unit directions (H*W, 3) and (H*W,) factors converting ray
+    distance to depth along the optical axis."""
+    cam = camera_directions(k).to(device)
+    pose = torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=device)
+    origins, dirs = world_rays(pose, cam)
+    z_per_t = 1.0 / cam.norm(dim=-1)
+    return origins, dirs, z_per_t

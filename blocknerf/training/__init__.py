@@ -1,0 +1,1 @@
+"""Training one block: its data, its optimisation loop, its checkpoints."""

@@ -1,0 +1,243 @@
+"""``train_block``: optimise one block's field on the pixels that see it, with checkpoints.
+
+One step: draw rays (mostly from pixels whose rays cross the block), march the occupancy grid,
+render, take the photometric loss (+ the visibility head's loss and a small appearance-code
+penalty), and step Adam (fused; hash tables without weight decay). The occupancy grid is refreshed
+every few steps. The number of rays per step adapts so that each step processes about
+``samples_per_step`` samples, as in Instant-NGP.
+
+Checkpoints go to the store every ``checkpoint_every_s`` seconds and on Ctrl-C; a run that finds a
+checkpoint made with the same settings resumes from it (same step, optimiser state, occupancy and
+random state), so no finished work is repeated. The finished block becomes a new, complete,
+unpublished version in the store; the caller publishes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from blocknerf.block import BlockModel, pick_device
+from blocknerf.capture import Capture
+from blocknerf.config import to_dict
+from blocknerf.errors import InputError, TrainingError
+from blocknerf.evaluation import evaluate_views
+from blocknerf.metrics import mse_to_psnr
+from blocknerf.model.bounds import BlockBounds
+from blocknerf.model.config import ModelConfig
+from blocknerf.model.field import BlockField
+from blocknerf.model.marching import step_edges
+from blocknerf.model.occupancy import OccupancyGrid
+from blocknerf.model.renderer import BlockRenderer, Rays
+from blocknerf.store import BlockStore
+from blocknerf.training.config import TrainConfig
+from blocknerf.training.data import BlockPixels
+from blocknerf.training.state import checkpoint_arrays, restore_checkpoint
+from partitioning import BlockSpec
+
+# Settings that do not change what is learned; a checkpoint stays valid when only these change.
+_NON_SEMANTIC = ("checkpoint_every_s", "checkpoint_every_steps", "eval_views", "device")
+
+
+class TrainProgress(Protocol):
+    """Receives progress of one block's training (a progress bar, a dask event stream, a test)."""
+
+    def start(self, block_id: str, total_steps: int, resumed_from: int) -> None: ...
+
+    def update(self, block_id: str, step: int, metrics: Mapping[str, float]) -> None: ...
+
+    def finish(self, block_id: str, stats: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """A finished block: the version written to the store and its statistics."""
+
+    block_id: str
+    version: int
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+
+def training_fingerprint(spec: BlockSpec, model_cfg: ModelConfig, train_cfg: TrainConfig, far_m: float) -> str:
+    """A hash of everything that determines the trained block (block region, frames, settings)."""
+    train = {k: v for k, v in to_dict(train_cfg).items() if k not in _NON_SEMANTIC}
+    doc = {
+        "block": {"center": list(spec.center), "radius_m": spec.radius_m, "z": [spec.z_min, spec.z_max], "frames": list(spec.frames)},
+        "model": to_dict(model_cfg),
+        "train": train,
+        "far_m": far_m,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def block_seed(seed: int, block_id: str) -> int:
+    """A per-block seed, stable across processes (unlike Python's salted hash)."""
+    return (seed * 1_000_003 + int(hashlib.sha256(block_id.encode()).hexdigest()[:8], 16)) % (2**31)
+
+
+def train_block(
+    spec: BlockSpec,
+    capture: Capture,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    store: BlockStore,
+    *,
+    far_m: float,
+    progress: TrainProgress | None = None,
+) -> BlockResult:
+    """Train (or resume) one block and write it to ``store`` as a new unpublished version."""
+    device = pick_device(train_cfg.device)
+    by_id = {f.id: f for f in capture.frames}
+    frames = [by_id[fid] for fid in spec.frames if fid in by_id]
+    train_frames = [f for f in frames if f.is_train]
+    if not train_frames:
+        raise InputError(store.url, f"block {spec.id} has no training frames (of {len(spec.frames)} assigned)")
+    bounds = BlockBounds.from_spec(spec.center, spec.radius_m, spec.z_min, spec.z_max)
+    fingerprint = training_fingerprint(spec, model_cfg, train_cfg, far_m)
+    seed = block_seed(train_cfg.seed, spec.id)
+
+    data = BlockPixels(train_frames, lambda o, d: spec.ray_crossing(o, d, far_m), device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fld = BlockField(model_cfg, num_images=data.num_images, with_exposure=data.log2_exposure is not None).to(device)
+    occupancy = OccupancyGrid(model_cfg.occupancy, min_step=model_cfg.sampler.min_step, device=device)
+    edges = torch.from_numpy(step_edges(model_cfg.sampler, bounds.radius)).to(device)
+    renderer = BlockRenderer(bounds, model_cfg.sampler, edges)
+    optimizer = _optimizer(fld, train_cfg, device)
+    generator = torch.Generator().manual_seed(seed)
+    loop = _LoopState(n_rays=float(train_cfg.min_rays))
+
+    checkpoint = store.latest_checkpoint(spec.id)
+    if checkpoint is not None and checkpoint.attrs.get("fingerprint") == fingerprint:
+        restore_checkpoint(checkpoint.arrays, checkpoint.attrs, fld, optimizer, occupancy, generator)
+        loop = _LoopState.from_dict(checkpoint.attrs["loop"])
+    resumed_from = loop.step
+    if progress is not None:
+        progress.start(spec.id, train_cfg.steps, resumed_from)
+
+    def save_checkpoint() -> None:
+        arrays, attrs = checkpoint_arrays(fld, optimizer, occupancy, generator)
+        store.save_checkpoint(spec.id, loop.step, arrays, {**attrs, "fingerprint": fingerprint, "loop": loop.to_dict()})
+        loop.last_checkpoint_step = loop.step
+
+    fld.train()
+    last_save = time.perf_counter()
+    try:
+        while loop.step < train_cfg.steps and not _out_of_time(loop, train_cfg):
+            t0 = time.perf_counter()
+            _set_lr(optimizer, train_cfg, loop)
+            n_rays = int(min(train_cfg.max_rays, max(train_cfg.min_rays, loop.n_rays)))
+            batch = data.sample(n_rays, generator, train_cfg.outside_ray_fraction)
+            codes = fld.appearance_codes(batch.image_indices)
+            log2e = None if data.log2_exposure is None else data.log2_exposure[batch.image_indices]
+            out = renderer.render_train(fld, occupancy.occupied, Rays(batch.origins, batch.directions, codes, log2e), generator)
+            mse = torch.mean((out.rgb - batch.rgb) ** 2)
+            loss = mse + train_cfg.visibility_weight * out.visibility_loss
+            if codes is not None and train_cfg.appearance_l2 > 0:
+                loss = loss + train_cfg.appearance_l2 * codes.pow(2).sum(dim=-1).mean()
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"block {spec.id}: loss became {float(loss)} at step {loop.step}; training stopped "
+                    f"(the last good checkpoint, step {loop.last_checkpoint_step}, is kept)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loop.step += 1
+            if loop.step % model_cfg.occupancy.update_every == 0 or loop.step == 1:
+                fld.eval()
+                occupancy.update(fld.density_only, generator)
+                fld.train()
+            # Adapt the batch so that a step processes about samples_per_step samples.
+            per_ray = max(out.kept / n_rays, 1.0)
+            loop.n_rays = 0.9 * loop.n_rays + 0.1 * (train_cfg.samples_per_step / per_ray) if loop.step > 1 else train_cfg.samples_per_step / per_ray
+            dt = time.perf_counter() - t0
+            loop.elapsed_s += dt
+            loop.ema_mse = float(mse) if loop.step == 1 else 0.95 * loop.ema_mse + 0.05 * float(mse)
+            loop.rays += n_rays
+            if progress is not None:
+                progress.update(
+                    spec.id,
+                    loop.step,
+                    {"loss": float(loss), "psnr": mse_to_psnr(loop.ema_mse), "rays_per_s": n_rays / dt,
+                     "samples_per_ray": out.kept / n_rays, "occupied": occupancy.occupied_fraction()},
+                )
+            every = train_cfg.checkpoint_every_steps
+            if time.perf_counter() - last_save >= train_cfg.checkpoint_every_s or (every and loop.step % every == 0):
+                save_checkpoint()
+                last_save = time.perf_counter()
+    except KeyboardInterrupt:
+        save_checkpoint()  # Ctrl-C loses nothing
+        raise
+
+    model = BlockModel(spec.id, bounds, model_cfg, fld, occupancy.occupied.clone(), tuple(f.id for f in train_frames))
+    test_frames = [f for f in frames if f.split == "test"]
+    evaluation = evaluate_views(model, test_frames[: train_cfg.eval_views], spec=spec, far_m=far_m) if train_cfg.eval_views else {}
+    stats = {
+        "steps": loop.step,
+        "resumed_from": resumed_from,
+        "train_seconds": round(loop.elapsed_s, 3),
+        "rays": loop.rays,
+        "train_psnr": round(mse_to_psnr(loop.ema_mse), 3),
+        "occupied_fraction": round(occupancy.occupied_fraction(), 5),
+        "train_frames": len(train_frames),
+        "test_frames": len(test_frames),
+        "data_bytes": data.nbytes,
+    }
+    model.attrs = {"fingerprint": fingerprint, "train": stats, "eval": evaluation, "frames": list(spec.frames)}
+    arrays, attrs = model.to_record()
+    version = store.write_version(spec.id, arrays, attrs)
+    store.clear_checkpoints(spec.id)
+    if progress is not None:
+        progress.finish(spec.id, {**stats, **{f"eval_{k}": v for k, v in evaluation.items() if not isinstance(v, list)}})
+    return BlockResult(spec.id, version, {**stats, "eval": evaluation})
+
+
+@dataclass
+class _LoopState:
+    step: int = 0
+    elapsed_s: float = 0.0
+    n_rays: float = 256.0
+    ema_mse: float = 1.0
+    rays: int = 0
+    last_checkpoint_step: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> _LoopState:
+        return cls(**{k: d[k] for k in cls().__dict__ if k in d})
+
+
+def _optimizer(fld: BlockField, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    grid = list(fld.encoding.parameters())
+    grid_ids = {id(p) for p in grid}
+    rest = [p for p in fld.parameters() if id(p) not in grid_ids]
+    groups = [{"params": grid, "weight_decay": 0.0}, {"params": rest, "weight_decay": cfg.mlp_weight_decay}]
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15, fused=device.type in ("cpu", "cuda"))
+
+
+def _progress_fraction(loop: _LoopState, cfg: TrainConfig) -> float:
+    frac = loop.step / cfg.steps
+    if cfg.time_budget_s:
+        frac = max(frac, loop.elapsed_s / cfg.time_budget_s)
+    return min(frac, 1.0)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, cfg: TrainConfig, loop: _LoopState) -> None:
+    warm = min(1.0, (loop.step + 1) / max(1, cfg.warmup_steps))
+    lr = cfg.lr * warm * math.pow(cfg.lr_final_ratio, _progress_fraction(loop, cfg))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _out_of_time(loop: _LoopState, cfg: TrainConfig) -> bool:
+    return cfg.time_budget_s is not None and loop.elapsed_s >= cfg.time_budget_s
