@@ -73,15 +73,13 @@ class BlockModel:
         params = sum(p.numel() * p.element_size() for p in self.field.parameters())
         return int(params + self.occupied.numel() * self.occupied.element_size())
 
-    def appearance_code(self, frame_id: str | None) -> torch.Tensor | None:
-        """(A,) appearance code of a training image; the matched code (if any) or zero otherwise."""
+    def appearance_code(self, frame_id: str | None = None) -> torch.Tensor | None:
+        """(A,) appearance code of a training image, or the zero code (a typical look) otherwise;
+        None when the block has no appearance embedding."""
         if self.field.appearance is None:
             return None
         if frame_id is not None and frame_id in self.image_ids:
             return self.field.appearance.weight[self.image_ids.index(frame_id)].detach()
-        matched = self.attrs.get("matched_appearance")
-        if matched is not None:
-            return torch.tensor(matched, dtype=torch.float32, device=self.device)
         return torch.zeros(self.field.appearance.embedding_dim, device=self.device)
 
     def render_rays(self, rays: Rays, *, chunk: int = 16384) -> RenderResult:

@@ -24,7 +24,7 @@ def evaluate_views(model: BlockModel, frames: list[Frame], *, spec: BlockSpec | 
         return {"views": 0}
     psnrs, ssims, region_se, region_n = [], [], 0.0, 0
     for f in frames:
-        gt = torch.from_numpy(load_image(f.image_path)).float().div(255.0).to(model.device)
+        gt = torch.from_numpy(load_image(f.image_path).copy()).float().div(255.0).to(model.device)
         view = model.render_view(f.c2w, f.intrinsics, exposure=f.exposure)
         psnrs.append(psnr(view.rgb, gt))
         ssims.append(ssim(view.rgb, gt))

@@ -71,7 +71,7 @@ def image_rays(c2w: np.ndarray, k: Intrinsics, device: torch.device | str = "cpu
     """All rays of an image: origins, unit directions (H*W, 3) and (H*W,) factors converting ray
     distance to depth along the optical axis."""
     cam = camera_directions(k).to(device)
-    pose = torch.as_tensor(np.asarray(c2w), dtype=torch.float32, device=device)
+    pose = torch.tensor(np.asarray(c2w), dtype=torch.float32, device=device)
     origins, dirs = world_rays(pose, cam)
     z_per_t = 1.0 / cam.norm(dim=-1)
     return origins, dirs, z_per_t

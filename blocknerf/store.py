@@ -277,6 +277,24 @@ class BlockStore:
     def geo_origin(self) -> dict[str, float] | None:
         return self._root.attrs.get("geo_origin")
 
+    # -- documents -----------------------------------------------------------------------------
+    def read_document(self, name: str) -> dict[str, Any] | None:
+        """A named JSON document kept beside the blocks (e.g. matched appearance codes), or None."""
+        try:
+            group = zarr.open_group(self.url, path=f"docs/{name}", mode="r")
+        except (FileNotFoundError, KeyError):
+            return None
+        doc = group.attrs.get("document")
+        return None if doc is None else dict(doc)
+
+    def write_document(self, name: str, doc: Mapping[str, Any]) -> None:
+        """Replace a named JSON document atomically (one write of one zarr.json)."""
+        self._require_writable()
+        try:
+            self._root.require_group(f"docs/{name}").attrs.put({"document": dict(doc), "written": utc_now()})
+        except (PermissionError, OSError) as exc:
+            raise StoreError(self.url, f"cannot write document {name} ({_reason(exc)})") from None
+
     # -- manifest ------------------------------------------------------------------------------
     def manifest(self) -> Manifest:
         """The manifest as stored now (re-read on every call, so readers see new publications)."""

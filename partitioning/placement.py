@@ -312,12 +312,41 @@ def height_ranges(
 
 
 # Placement ---------------------------------------------------------------------------------------
-def place_blocks(positions: np.ndarray, cfg: PartitionConfig) -> Regions:
+def convergence_point(positions: np.ndarray, forward: np.ndarray, *, min_in_front: float = 0.9) -> np.ndarray | None:
+    """The point nearest to all optical axes when the cameras look at a common subject, else None.
+
+    positions, forward: (N, 3) camera centres and unit viewing directions. Inward-facing captures
+    (an object, a statue, a room scanned from around it) converge; a driving rig or a drone survey
+    does not (the axes are near parallel, or the point lies behind many cameras).
+    """
+    if len(positions) < 3:
+        return None
+    eye = np.eye(3)
+    proj = eye[None] - forward[:, :, None] * forward[:, None, :]  # (N, 3, 3) projectors off each axis
+    a = proj.sum(axis=0)
+    if np.linalg.cond(a) > 1e6:
+        return None
+    point = np.linalg.solve(a, np.einsum("nij,nj->i", proj, positions))
+    ahead = np.einsum("ni,ni->n", point - positions, forward)
+    if np.mean(ahead > 0) < min_in_front:
+        return None
+    spread = float(np.max(np.linalg.norm(positions - positions.mean(axis=0), axis=1)))
+    return point if np.linalg.norm(point - positions.mean(axis=0)) <= 3.0 * max(spread, 1e-9) else None
+
+
+def place_blocks(positions: np.ndarray, cfg: PartitionConfig, forward: np.ndarray | None = None) -> Regions:
     """Candidate block regions for camera centres ``(N, 3)`` by ``cfg.strategy``.
 
     A capture that fits in one block (every camera within one radius of the centre of their
-    bounding box) gives that one block, as does ``spacing_m: auto`` (then sized to the capture).
+    bounding box) gives that one block, as does ``spacing_m: auto`` (then sized to the capture;
+    when the viewing directions ``forward`` (N, 3) converge on a subject, centred on it).
     """
+    subject = convergence_point(positions, forward) if (cfg.auto_spacing and forward is not None) else None
+    if subject is not None:
+        # Centre an inward-facing capture's block on its subject, reaching out to the cameras.
+        radius = 1.05 * float(np.max(np.linalg.norm(positions[:, :2] - subject[:2], axis=1)))
+        z = (min(float(positions[:, 2].min()), float(subject[2])), max(float(positions[:, 2].max()), float(subject[2])))
+        return _one_block("b000_000", subject[:2], radius, z, cfg)
     xy = positions[:, :2]
     center = 0.5 * (xy.min(axis=0) + xy.max(axis=0))
     extent = float(np.max(np.linalg.norm(xy - center, axis=1)))
@@ -367,6 +396,7 @@ def _one_block(block_id: str, center: np.ndarray, radius: float, z: tuple[float,
 
 
 __all__ = [
+    "convergence_point",
     "place_blocks",
     "Regions",
     "Cells",

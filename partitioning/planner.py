@@ -33,7 +33,7 @@ def plan_blocks(
     cfg.validate()
     check_cameras(cameras)
     positions = cameras.positions
-    regions = place_blocks(positions, cfg)
+    regions = place_blocks(positions, cfg, cameras.forward)
     far = float(cfg.far_m) if cfg.far_m is not None else float(np.median(regions.radii))
     shares = ray_shares(
         cameras, regions, far=far, rays_per_frame=cfg.rays_per_frame,

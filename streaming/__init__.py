@@ -1,0 +1,67 @@
+"""Streaming a city of blocks: load blocks on demand within a memory budget and blend them per view.
+
+    from streaming import BlockStreamer, Compositor, StreamConfig, read_camera_path, render_flythrough
+    streamer = BlockStreamer.open("city.zarr", StreamConfig(memory_budget_mb=512))
+    frame = Compositor(streamer).render(view)            # CameraView -> CompositeFrame
+    render_flythrough(streamer, read_camera_path("camera_path.json"), size=(320, 240), video="fly.mp4")
+
+Pieces: ``BlockIndex`` (KD-tree of block centres), ``BlockCache`` (LRU under a byte budget),
+``Prefetcher`` (background loads along the camera's path), ``BlockStreamer`` (store + manifest +
+index + cache), ``Compositor`` (select, visibility test, inverse-distance blend), appearance
+matching across neighbours, nerfstudio camera paths and an automatic path, flythroughs to mp4, and
+the composite's held-out evaluation. Importing this package is cheap: names load on first use, and
+torch only with the modules that render.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AppearanceTable": "streaming.appearance",
+    "MatchedCode": "streaming.appearance",
+    "match_appearance": "streaming.appearance",
+    "blend_weights": "streaming.blend",
+    "BlockCache": "streaming.cache",
+    "BlockTooLargeError": "streaming.cache",
+    "CacheCounters": "streaming.cache",
+    "CacheFullError": "streaming.cache",
+    "CameraPath": "streaming.camera_path",
+    "auto_path": "streaming.camera_path",
+    "read_camera_path": "streaming.camera_path",
+    "BlockUse": "streaming.compositor",
+    "CompositeFrame": "streaming.compositor",
+    "Compositor": "streaming.compositor",
+    "AutoPathConfig": "streaming.config",
+    "MatchConfig": "streaming.config",
+    "StreamConfig": "streaming.config",
+    "parse_bytes": "streaming.config",
+    "evaluate_composite": "streaming.evaluation",
+    "FlythroughResult": "streaming.flythrough",
+    "render_flythrough": "streaming.flythrough",
+    "BlockIndex": "streaming.index",
+    "Candidate": "streaming.index",
+    "Prefetcher": "streaming.prefetch",
+    "BlockKey": "streaming.protocol",
+    "CameraView": "streaming.protocol",
+    "RenderableBlock": "streaming.protocol",
+    "BlockSource": "streaming.streamer",
+    "BlockStreamer": "streaming.streamer",
+    "StoreSource": "streaming.streamer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'streaming' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

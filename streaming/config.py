@@ -1,8 +1,53 @@
-"""Settings of streaming and compositing (torch-free)."""
+"""Settings of streaming, compositing, appearance matching and automatic camera paths (torch-free)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True, slots=True)
+class MatchConfig:
+    """Appearance matching between neighbouring blocks (Block-NeRF): only appearance codes move."""
+
+    steps: int = 120
+    """Adam steps per block when optimising its appearance code."""
+    lr: float = 0.05
+    """Adam learning rate of the appearance code."""
+    views: int = 6
+    """Camera views in the overlap of two blocks that the match compares (fewer if fewer exist)."""
+    width: int = 48
+    """Width in pixels of the match renders (height follows the views' aspect)."""
+    prior: float = 1e-3
+    """L2 pull of the code towards zero (the typical look), so a weak overlap cannot push it far."""
+    batch_rays: int = 4096
+    """Pixels rendered per optimisation step (a random batch of all overlap views' pixels)."""
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.lr <= 0 or self.views < 1 or self.width < 4 or self.prior < 0 or self.batch_rays < 1:
+            raise ValueError("match needs steps >= 1, lr > 0, views >= 1, width >= 4, prior >= 0 and batch_rays >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class AutoPathConfig:
+    """The automatic flythrough along the capture's trajectory (``blocknerf render --auto``)."""
+
+    speed_mps: float = 5.0
+    """Camera speed along the path (world units per second; metres for a geo-registered capture)."""
+    fps: float = 30.0
+    """Frames per second of the video."""
+    smoothing_m: float = 8.0
+    """Length scale over which positions (smoothing spline) and orientations (weighted mean of the
+    capture's rotations) are smoothed; larger is smoother but cuts corners more."""
+    merge_m: float = 0.5
+    """Frames whose cameras stand closer than this to the previous stop belong to one stop (the
+    cameras of a rig)."""
+
+    def validate(self) -> None:
+        if not (self.speed_mps > 0 and self.fps > 0 and self.smoothing_m >= 0 and self.merge_m >= 0):
+            raise ValueError("auto path needs speed_mps > 0, fps > 0, smoothing_m >= 0 and merge_m >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -10,7 +55,8 @@ class StreamConfig:
     """How blocks are loaded, chosen and blended when rendering a view."""
 
     memory_budget_mb: float = 1024.0
-    """Most memory the loaded blocks may take together; the LRU cache never exceeds it."""
+    """Most memory the loaded blocks may take together, in MB (10^6 bytes); the LRU cache never
+    exceeds it. A block larger than the budget is an error."""
     max_blocks: int = 3
     """Blend at most this many blocks per view (the nearest ones that pass the visibility test)."""
     range_factor: float = 1.0
@@ -18,19 +64,102 @@ class StreamConfig:
     (Block-NeRF renders the blocks within a radius of the camera); the nearest block is always one."""
     idw_power: float = 4.0
     """Inverse-distance weighting exponent p in w_i ~ d(camera, centre_i)^-p."""
+    range_taper: float = 0.3
+    """A block's weight falls smoothly to zero over the outer range_taper share of its range, so
+    that blocks enter and leave the blend without a jump (0: a hard cut at the range)."""
     visibility_threshold: float = 0.1
-    """Drop a block whose mean predicted visibility for the view is below this."""
+    """Drop a block whose mean predicted visibility for the view is below this (0: no test)."""
+    visibility_ramp: float = 0.1
+    """Blocks whose visibility lies within this much above the threshold are faded in linearly
+    rather than switched on, so the test causes no pop (0: a hard threshold)."""
     visibility_size: int = 32
     """Width in pixels of the low-resolution render used for the visibility test."""
+    blend: Literal["image", "pixel"] = "image"
+    """``image``: one weight per block and view (Block-NeRF); ``pixel``: each block's weight is also
+    scaled per pixel by its predicted visibility there."""
     prefetch: bool = True
     """Load the blocks the camera path will need next in a background thread."""
     prefetch_lookahead: int = 8
     """How many upcoming path poses the prefetcher looks at."""
+    manifest_refresh_frames: int = 1
+    """Re-read the store's manifest every this many frames, so that newly published versions are
+    streamed as whole new blocks (1: every frame; reading it is cheap)."""
     chunk_rays: int = 16384
     """Rays rendered at once (bounds render memory)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where blocks are loaded and rendered: auto uses CUDA when present."""
+    width: int = 320
+    """Frame width when neither ``--size`` nor the camera path gives one."""
+    height: int = 240
+    """Frame height when neither ``--size`` nor the camera path gives one."""
+    match: MatchConfig = field(default_factory=MatchConfig)
+    """Appearance matching (``blocknerf match``)."""
+    auto_path: AutoPathConfig = field(default_factory=AutoPathConfig)
+    """The automatic flythrough (``blocknerf render --auto``)."""
 
     def validate(self) -> None:
         if self.memory_budget_mb <= 0:
             raise ValueError("memory_budget_mb must be positive")
         if self.max_blocks < 1 or self.range_factor <= 0 or self.idw_power < 0:
             raise ValueError("need max_blocks >= 1, range_factor > 0, idw_power >= 0")
+        if not 0.0 <= self.range_taper <= 1.0:
+            raise ValueError("range_taper must be in [0, 1]")
+        if not 0.0 <= self.visibility_threshold < 1.0 or self.visibility_ramp < 0:
+            raise ValueError("visibility_threshold must be in [0, 1) and visibility_ramp >= 0")
+        if self.visibility_size < 4 or self.chunk_rays < 1 or self.prefetch_lookahead < 0:
+            raise ValueError("need visibility_size >= 4, chunk_rays >= 1, prefetch_lookahead >= 0")
+        if self.manifest_refresh_frames < 1:
+            raise ValueError("manifest_refresh_frames must be at least 1")
+        if self.width < 2 or self.height < 2:
+            raise ValueError("width and height must be at least 2")
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """The budget in bytes."""
+        return int(self.memory_budget_mb * 1e6)
+
+
+_UNITS = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_bytes(text: str) -> int:
+    """``"512MB"`` -> 512000000 bytes: a number and a unit (B, KB, MB, GB, TB: powers of 1000;
+    KiB, MiB, GiB, TiB: powers of 1024); ValueError saying what is wrong otherwise."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not m:
+        raise ValueError(f"'{text}' is not a size such as 512MB or 2GB")
+    value, unit = float(m.group(1)), m.group(2).lower()
+    if not unit:
+        raise ValueError(f"'{text}' has no unit; write e.g. {text.strip()}MB or {text.strip()}GB")
+    if unit not in _UNITS:
+        raise ValueError(f"'{text}' has an unknown unit '{m.group(2)}' (use B, KB, MB, GB, TB, KiB, MiB, GiB)")
+    nbytes = value * _UNITS[unit]
+    if not math.isfinite(nbytes) or nbytes < 1:
+        raise ValueError(f"'{text}' must be at least one byte")
+    return int(nbytes)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"320x240"`` -> (320, 240); ValueError saying what is wrong otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not m:
+        raise ValueError(f"'{text}' is not a size such as 320x240")
+    w, h = int(m.group(1)), int(m.group(2))
+    if w < 2 or h < 2:
+        raise ValueError(f"'{text}': width and height must be at least 2")
+    return w, h
+
+
+def format_bytes(nbytes: float) -> str:
+    """Bytes as a short human string in powers of 1000 (``34.1 MB``)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(nbytes) >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{int(nbytes)} B"
+
+
+__all__ = ["AutoPathConfig", "MatchConfig", "StreamConfig", "format_bytes", "parse_bytes", "parse_size"]

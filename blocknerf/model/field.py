@@ -76,7 +76,7 @@ class BlockField(nn.Module):
         return 0 if self.appearance is None else self.appearance.num_embeddings
 
     def density(self, x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 3) positions -> (N,) density (per unit of block radius), (N, geo_features) features."""
+        """(N, 3) positions -> (N,) density (per unit of contracted length), (N, geo_features) features."""
         h = self.density_mlp(self.encoding(x01))
         return trunc_exp(h[:, 0] - 1.0), h[:, 1:]
 

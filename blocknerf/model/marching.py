@@ -40,8 +40,11 @@ class RaySamples:
     """(S,) int64 ray of each sample."""
     t: torch.Tensor
     """(S,) float32 distance of the sample point along its ray (world units)."""
-    dt: torch.Tensor
-    """(S,) float32 length of the sample's interval (world units)."""
+    ds: torch.Tensor
+    """(S,) float32 length of the sample's interval in contracted coordinates (the [-2, 2] cube).
+    Density is integrated along the contracted ray: inside the block this is the normalised
+    metric length, beyond it the shrinking length of the contracted shell, so distant matter must
+    earn its opacity like near matter instead of getting it from huge metric steps."""
     x01: torch.Tensor
     """(S, 3) float32 contracted position in [0, 1]^3."""
     n_rays: int
@@ -51,7 +54,7 @@ class RaySamples:
 
     def select(self, keep: torch.Tensor) -> RaySamples:
         """The samples where the (S,) bool mask ``keep`` is set (order preserved)."""
-        return RaySamples(self.ray_indices[keep], self.t[keep], self.dt[keep], self.x01[keep], self.n_rays)
+        return RaySamples(self.ray_indices[keep], self.t[keep], self.ds[keep], self.x01[keep], self.n_rays)
 
     def counts(self) -> torch.Tensor:
         """(R,) int64 number of samples per ray."""
@@ -111,12 +114,14 @@ def march_reference(
         mask = occ[(cell[..., 0] * g + cell[..., 1]) * g + cell[..., 2]]
         mask &= torch.cumsum(mask, dim=1) <= max_per_ray
         r, k = mask.nonzero(as_tuple=True)
-        parts.append((r + start, t[r, k], (hi - lo)[k], x[r, k]))
+        at = lambda tt: contract(o[r] + tt[k, None] * d[r])  # noqa: E731
+        ds = 4.0 * (at(hi) - at(lo)).norm(dim=-1)
+        parts.append((r + start, t[r, k], ds, x[r, k]))
     if not parts:
         empty = torch.zeros(0, device=dev)
         return RaySamples(empty.long(), empty, empty, empty.reshape(0, 3), n_rays)
-    r, t, dt, x = (torch.cat(p) for p in zip(*parts))
-    return RaySamples(r, t.contiguous(), dt.contiguous(), x.contiguous(), n_rays)
+    r, t, ds, x = (torch.cat(p) for p in zip(*parts))
+    return RaySamples(r, t.contiguous(), ds.contiguous(), x.contiguous(), n_rays)
 
 
 def _march_native(
@@ -146,10 +151,10 @@ def _march_native(
     total = int(counts.sum())
     ray_idx = torch.empty(total, dtype=torch.int64)
     t = torch.empty(total, dtype=torch.float32)
-    dt = torch.empty(total, dtype=torch.float32)
+    ds = torch.empty(total, dtype=torch.float32)
     x = torch.empty(total, 3, dtype=torch.float32)
-    lib.march_fill(*common, _ptr(offsets), _ptr(ray_idx), _ptr(t), _ptr(dt), _ptr(x), ctypes.c_int(threads))
-    return RaySamples(ray_idx, t, dt, x, n_rays)
+    lib.march_fill(*common, _ptr(offsets), _ptr(ray_idx), _ptr(t), _ptr(ds), _ptr(x), ctypes.c_int(threads))
+    return RaySamples(ray_idx, t, ds, x, n_rays)
 
 
 def _ptr(t: torch.Tensor) -> ctypes.c_void_p:

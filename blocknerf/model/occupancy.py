@@ -26,6 +26,7 @@ class OccupancyGrid:
         self.density = torch.full((g, g, g), 1e4, dtype=torch.float32, device=device)
         self.occupied = torch.ones((g, g, g), dtype=torch.bool, device=device)
         self.updates = 0
+        self.step = 0
 
     @property
     def resolution(self) -> int:
@@ -35,8 +36,11 @@ class OccupancyGrid:
         return float(self.occupied.float().mean())
 
     @torch.no_grad()
-    def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator, chunk: int = 1 << 17) -> None:
-        """Re-estimate densities: ``density_fn`` maps (N, 3) points in [0, 1]^3 to (N,) densities."""
+    def update(
+        self, density_fn: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator, step: int, chunk: int = 1 << 17
+    ) -> None:
+        """Re-estimate densities at training ``step``: ``density_fn`` maps (N, 3) points in [0, 1]^3
+        to (N,) densities."""
         g, dev = self.cfg.resolution, self.density.device
         n_cells = g**3
         if self.updates < self.cfg.warmup_updates:
@@ -62,19 +66,24 @@ class OccupancyGrid:
         else:
             flat[cells] = torch.maximum(flat[cells] * self.cfg.decay, new)
         self.updates += 1
-        self.refresh()
+        self.refresh(step)
 
-    def refresh(self) -> None:
-        """Recompute the occupied mask from the density estimates."""
+    def refresh(self, step: int | None = None) -> None:
+        """Recompute the occupied mask from the density estimates (all cells during warm-up)."""
+        if step is not None:
+            self.step = step
+        if self.step < self.cfg.warmup_steps:
+            self.occupied = torch.ones_like(self.occupied)
+            return
         opacity_threshold = self.cfg.threshold
         density_threshold = -torch.log1p(torch.tensor(-opacity_threshold)).item() / self.min_step
         mean = float(self.density.mean())
         self.occupied = self.density > min(density_threshold, mean)
 
     def state_arrays(self) -> dict[str, torch.Tensor]:
-        return {"occupancy_density": self.density, "occupancy_updates": torch.tensor([self.updates])}
+        return {"occupancy_density": self.density, "occupancy_updates": torch.tensor([self.updates, self.step])}
 
     def load_state_arrays(self, arrays: dict[str, torch.Tensor]) -> None:
         self.density = arrays["occupancy_density"].to(self.density.device, torch.float32).clone()
-        self.updates = int(arrays["occupancy_updates"][0])
-        self.refresh()
+        self.updates, step = (int(v) for v in arrays["occupancy_updates"])
+        self.refresh(step)

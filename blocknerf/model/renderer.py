@@ -83,20 +83,23 @@ class BlockRenderer:
         """Drop samples behind the point where the ray's transmittance vanishes."""
         with torch.no_grad():
             sigma = field.density_only(samples.x01)
-            trans, _ = transmittance_and_weights(sigma * samples.dt / self.bounds.radius, samples.ray_indices, samples.n_rays)
+            trans, _ = transmittance_and_weights(sigma * samples.ds, samples.ray_indices, samples.n_rays)
             keep = trans > self.cfg.early_stop_transmittance
         return samples.select(keep), sigma[keep]
 
     def render_train(
         self, field: BlockField, occupied: torch.Tensor, rays: Rays, generator: torch.Generator
     ) -> TrainRender:
-        """Differentiable render of a training batch (stratified jitter from ``generator``)."""
+        """Differentiable render of a training batch (stratified jitter from ``generator``).
+
+        ``rgb`` is premultiplied (what the samples contribute); add ``(1 - opacity) * background``.
+        """
         n = len(rays)
         jitter = torch.rand(n, generator=generator, device="cpu").to(rays.origins.device)
         marched = self._march(rays, occupied, jitter)
         samples, _ = self._visible(field, marched)
         sigma, geo = field.density(samples.x01)
-        trans, weights = transmittance_and_weights(sigma * samples.dt / self.bounds.radius, samples.ray_indices, n)
+        trans, weights = transmittance_and_weights(sigma * samples.ds, samples.ray_indices, n)
         color_ray, vis_ray, _ = field.ray_features(rays.directions, rays.appearance, rays.log2_exposure)
         colored = weights.detach() > self.cfg.min_weight
         idx = samples.ray_indices[colored]
@@ -110,7 +113,7 @@ class BlockRenderer:
         return TrainRender(rgb, opacity, vis_loss, len(marched), len(samples), int(idx.numel()))
 
     @torch.no_grad()
-    def render(self, field: BlockField, occupied: torch.Tensor, rays: Rays, *, chunk: int = 16384) -> RenderResult:
+    def render(self, field: BlockField, occupied: torch.Tensor, rays: Rays, *, chunk: int = 8192) -> RenderResult:
         """Render rays in chunks (memory bounded by ``chunk``), without gradients."""
         outs = [self._render_chunk(field, occupied, rays.slice(s, s + chunk)) for s in range(0, len(rays), chunk)]
         if not outs:
@@ -118,11 +121,14 @@ class BlockRenderer:
             return RenderResult(rays.origins.new_zeros(0, 3), z, z, z)
         return RenderResult(*(torch.cat([getattr(o, k) for o in outs]) for k in ("rgb", "depth", "opacity", "visibility")))
 
-    def _render_chunk(self, field: BlockField, occupied: torch.Tensor, rays: Rays) -> RenderResult:
+    def _render_chunk(self, field: BlockField, occupied: torch.Tensor, rays: Rays, slice_size: int = 1 << 18) -> RenderResult:
         n = len(rays)
         samples = self._march(rays, occupied, None)
-        sigma, geo = field.density(samples.x01)  # one pass: inference keeps the features it needs
-        trans, weights = transmittance_and_weights(sigma * samples.dt / self.bounds.radius, samples.ray_indices, n)
+        # One density pass (inference keeps the features it needs), in slices to bound memory.
+        parts = [field.density(samples.x01[i : i + slice_size]) for i in range(0, len(samples), slice_size)]
+        sigma = torch.cat([p[0] for p in parts]) if parts else samples.t.new_zeros(0)
+        geo = torch.cat([p[1] for p in parts]) if parts else samples.t.new_zeros(0, field.cfg.field.geo_features)
+        trans, weights = transmittance_and_weights(sigma * samples.ds, samples.ray_indices, n)
         keep = (weights > self.cfg.min_weight) & (trans > self.cfg.early_stop_transmittance)
         samples, weights, geo = samples.select(keep), weights[keep], geo[keep]
         idx = samples.ray_indices

@@ -28,7 +28,8 @@ def transmittance_and_weights(
     first = torch.zeros(n_rays, dtype=torch.int64, device=tau.device)
     counts = torch.bincount(ray_indices, minlength=n_rays)
     first[1:] = torch.cumsum(counts, 0)[:-1]
-    start = exclusive.detach()[first.clamp(max=tau.shape[0] - 1)]
+    # Not detached: the subtraction must also cancel the gradient paths to earlier rays.
+    start = exclusive[first.clamp(max=tau.shape[0] - 1)]
     excl = exclusive - start[ray_indices]
     trans = torch.exp(-excl)
     weights = trans * (1.0 - torch.exp(-tau))

@@ -32,6 +32,9 @@ class TrainConfig:
     """Share of rays drawn from pixels whose rays do not cross the block (for plausible backgrounds)."""
     appearance_l2: float = 1e-3
     """L2 penalty on appearance codes, so the zero code (used for unseen images) is a typical look."""
+    background: Literal["random", "black", "white"] = "random"
+    """Colour behind what a ray's samples cover, in training. Random colours (Instant-NGP) make
+    transparency useless for fitting the images, so density cannot collapse to a black void."""
     visibility_weight: float = 0.1
     """Weight of the visibility head's loss."""
     checkpoint_every_s: float = 60.0

@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -91,8 +91,13 @@ def train_block(
     *,
     far_m: float,
     progress: TrainProgress | None = None,
+    probe: Callable[[int, float, Callable[[], BlockModel]], None] | None = None,
 ) -> BlockResult:
-    """Train (or resume) one block and write it to ``store`` as a new unpublished version."""
+    """Train (or resume) one block and write it to ``store`` as a new unpublished version.
+
+    ``probe(step, train_seconds, snapshot)`` is called after every step, outside the timed part;
+    ``snapshot()`` gives a BlockModel of the current state (benchmarks evaluate with it).
+    """
     device = pick_device(train_cfg.device)
     by_id = {f.id: f for f in capture.frames}
     frames = [by_id[fid] for fid in spec.frames if fid in by_id]
@@ -138,7 +143,8 @@ def train_block(
             codes = fld.appearance_codes(batch.image_indices)
             log2e = None if data.log2_exposure is None else data.log2_exposure[batch.image_indices]
             out = renderer.render_train(fld, occupancy.occupied, Rays(batch.origins, batch.directions, codes, log2e), generator)
-            mse = torch.mean((out.rgb - batch.rgb) ** 2)
+            rgb = out.rgb + (1.0 - out.opacity)[:, None] * _background(train_cfg.background, n_rays, generator, device)
+            mse = torch.mean((rgb - batch.rgb) ** 2)
             loss = mse + train_cfg.visibility_weight * out.visibility_loss
             if codes is not None and train_cfg.appearance_l2 > 0:
                 loss = loss + train_cfg.appearance_l2 * codes.pow(2).sum(dim=-1).mean()
@@ -153,7 +159,7 @@ def train_block(
             loop.step += 1
             if loop.step % model_cfg.occupancy.update_every == 0 or loop.step == 1:
                 fld.eval()
-                occupancy.update(fld.density_only, generator)
+                occupancy.update(fld.density_only, generator, loop.step)
                 fld.train()
             # Adapt the batch so that a step processes about samples_per_step samples.
             per_ray = max(out.kept / n_rays, 1.0)
@@ -169,6 +175,9 @@ def train_block(
                     {"loss": float(loss), "psnr": mse_to_psnr(loop.ema_mse), "rays_per_s": n_rays / dt,
                      "samples_per_ray": out.kept / n_rays, "occupied": occupancy.occupied_fraction()},
                 )
+            if probe is not None:
+                probe(loop.step, loop.elapsed_s, lambda: _snapshot(spec.id, bounds, model_cfg, fld, occupancy, train_frames))
+                fld.train()
             every = train_cfg.checkpoint_every_steps
             if time.perf_counter() - last_save >= train_cfg.checkpoint_every_s or (every and loop.step % every == 0):
                 save_checkpoint()
@@ -177,7 +186,7 @@ def train_block(
         save_checkpoint()  # Ctrl-C loses nothing
         raise
 
-    model = BlockModel(spec.id, bounds, model_cfg, fld, occupancy.occupied.clone(), tuple(f.id for f in train_frames))
+    model = _snapshot(spec.id, bounds, model_cfg, fld, occupancy, train_frames)
     test_frames = [f for f in frames if f.split == "test"]
     evaluation = evaluate_views(model, test_frames[: train_cfg.eval_views], spec=spec, far_m=far_m) if train_cfg.eval_views else {}
     stats = {
@@ -198,6 +207,16 @@ def train_block(
     if progress is not None:
         progress.finish(spec.id, {**stats, **{f"eval_{k}": v for k, v in evaluation.items() if not isinstance(v, list)}})
     return BlockResult(spec.id, version, {**stats, "eval": evaluation})
+
+
+def _background(kind: str, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    if kind == "random":
+        return torch.rand(n, 3, generator=generator).to(device)
+    return torch.full((n, 3), 1.0 if kind == "white" else 0.0, device=device)
+
+
+def _snapshot(block_id: str, bounds: BlockBounds, model_cfg: ModelConfig, fld: BlockField, occupancy: OccupancyGrid, frames: list) -> BlockModel:
+    return BlockModel(block_id, bounds, model_cfg, fld, occupancy.occupied.clone(), tuple(f.id for f in frames))
 
 
 @dataclass

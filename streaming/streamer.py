@@ -1,0 +1,224 @@
+"""The block streamer: a block source (the store) + its manifest + the index + the LRU cache.
+
+Readers resolve blocks through the manifest: the streamer keeps a *snapshot* (manifest serial,
+block id -> published version, the index of published blocks, the matched appearance codes) and
+re-reads the manifest when asked (the compositor asks every ``manifest_refresh_frames`` frames).
+Cache keys are (block id, version), so an update that publishes new versions while a flythrough
+renders is seen as whole new blocks from the next snapshot on, never as a mix within a frame;
+versions that are no longer published leave the cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from streaming.appearance import AppearanceTable
+from streaming.blend import geometric_weights
+from streaming.cache import BlockCache
+from streaming.config import StreamConfig
+from streaming.index import BlockIndex, Candidate
+from streaming.protocol import BlockKey, RenderableBlock
+
+
+class BlockSource(Protocol):
+    """Where blocks come from: the store, or a set of fake blocks in tests."""
+
+    def published(self) -> tuple[int, Mapping[str, int]]:
+        """(manifest serial, block id -> published version), as stored now."""
+        ...
+
+    def regions(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Ids, (B, 3) centres and (B,) radii of every planned block."""
+        ...
+
+    def estimate_nbytes(self, key: BlockKey) -> int:
+        """Bytes the block will take once loaded, from metadata (reads no block data)."""
+        ...
+
+    def load(self, key: BlockKey) -> RenderableBlock:
+        """Load one version of one block (reads only that block's arrays)."""
+        ...
+
+    def appearance_document(self) -> Mapping[str, Any] | None:
+        """The stored appearance-matching document, or None."""
+        ...
+
+
+class StoreSource:
+    """Blocks of a ``blocknerf.store.BlockStore``, loaded as ``BlockModel`` onto ``device``."""
+
+    def __init__(self, store: Any, device: Any = "cpu") -> None:
+        self.store = store
+        self.device = device
+
+    def published(self) -> tuple[int, Mapping[str, int]]:
+        manifest = self.store.manifest()
+        return manifest.serial, {b: p.version for b, p in manifest.blocks.items()}
+
+    def regions(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        plan = self.store.plan
+        return list(plan.ids), plan.centers, plan.radii
+
+    def estimate_nbytes(self, key: BlockKey) -> int:
+        block_id, version = key
+        stored = self.store.version_nbytes(block_id, version)
+        info = self.store.version_info(block_id, version)
+        # Occupancy is stored as packed bits but held as one bool per cell once loaded.
+        g = int(info.attrs.get("occupancy_resolution", 0)) if info is not None else 0
+        return int(stored + g**3)
+
+    def load(self, key: BlockKey) -> RenderableBlock:
+        from blocknerf.block import load_block
+
+        return load_block(self.store, key[0], version=key[1], device=self.device)
+
+    def appearance_document(self) -> Mapping[str, Any] | None:
+        return self.store.read_document(AppearanceTable.DOCUMENT)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one frame renders from: one manifest's published versions and their index."""
+
+    serial: int
+    versions: Mapping[str, int]
+    index: BlockIndex
+    appearance: AppearanceTable = field(default_factory=AppearanceTable)
+
+    def key(self, block_id: str) -> BlockKey:
+        return (block_id, self.versions[block_id])
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A candidate block for a view with its geometric (position-only) weight and cache key."""
+
+    candidate: Candidate
+    key: BlockKey
+    weight: float
+    """Unnormalised weight from distance, range taper and the top-k rule (``streaming.blend``)."""
+
+
+class BlockStreamer:
+    """Streams published blocks of a source within a memory budget (see the module docstring)."""
+
+    def __init__(self, source: BlockSource, cfg: StreamConfig) -> None:
+        cfg.validate()
+        self.source = source
+        self.cfg = cfg
+        self.cache: BlockCache[RenderableBlock] = BlockCache(cfg.memory_budget_bytes, load=source.load, estimate=source.estimate_nbytes)
+        self._regions: dict[str, tuple[np.ndarray, float]] = {}
+        self._read_regions()
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self.refresh()
+
+    @classmethod
+    def open(cls, store: Any, cfg: StreamConfig, *, device: Any = None) -> BlockStreamer:
+        """A streamer over a BlockStore (or its URL, opened read-only); ``device``: the config's."""
+        from blocknerf.block import pick_device
+        from blocknerf.store import BlockStore
+
+        if isinstance(store, str) or hasattr(store, "__fspath__"):
+            store = BlockStore.open(store)
+        return cls(StoreSource(store, pick_device(device or cfg.device)), cfg)
+
+    # -- manifest -------------------------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current snapshot (replaced, never changed, by ``refresh``)."""
+        with self._lock:
+            assert self._snapshot is not None
+            return self._snapshot
+
+    def refresh(self) -> bool:
+        """Re-read the manifest; on a new serial, index the published blocks anew, reload the
+        appearance codes and evict superseded versions. True when the serial changed."""
+        serial, versions = self.source.published()
+        with self._lock:
+            if self._snapshot is not None and self._snapshot.serial == serial:
+                return False
+        if set(versions) - set(self._regions):
+            self._read_regions()  # an update added blocks to the plan
+        published = {b: int(v) for b, v in versions.items() if b in self._regions}
+        ids = sorted(published)
+        index = BlockIndex(
+            ids,
+            np.array([self._regions[b][0] for b in ids], dtype=np.float64).reshape(-1, 3),
+            np.array([self._regions[b][1] for b in ids], dtype=np.float64),
+        )
+        doc = self.source.appearance_document()
+        table = AppearanceTable.from_dict(doc) if doc else AppearanceTable()
+        snap = Snapshot(serial, published, index, table)
+        with self._lock:
+            self._snapshot = snap
+        self.cache.discard(lambda key: published.get(key[0]) == key[1])
+        return True
+
+    def _read_regions(self) -> None:
+        ids, centers, radii = self.source.regions()
+        self._regions = {b: (np.asarray(centers[i], dtype=np.float64), float(radii[i])) for i, b in enumerate(ids)}
+
+    # -- selection ------------------------------------------------------------------------------
+    def select(self, position: np.ndarray, snapshot: Snapshot | None = None) -> list[Selection]:
+        """Candidate blocks for a camera at ``position`` (3,) with their geometric weights, largest
+        first; blocks of weight 0 are left out (there is at least one block unless none is
+        published). Cheap: reads nothing."""
+        snap = snapshot or self.snapshot
+        cands = snap.index.query(position, range_factor=self.cfg.range_factor)
+        if not cands:
+            return []
+        w = geometric_weights(
+            np.array([c.distance_m for c in cands]),
+            np.array([c.radius_m for c in cands]),
+            power=self.cfg.idw_power,
+            range_factor=self.cfg.range_factor,
+            taper=self.cfg.range_taper,
+            max_blocks=self.cfg.max_blocks,
+        )
+        picked = [Selection(c, snap.key(c.block_id), float(wi)) for c, wi in zip(cands, w) if wi > 0.0]
+        if not picked:
+            # Out of range of every block: the nearest one alone.
+            picked = [Selection(cands[0], snap.key(cands[0].block_id), 1.0)]
+        picked.sort(key=lambda s: (-s.weight, s.candidate.distance_m))
+        return picked
+
+    def keys_along(self, positions: np.ndarray, snapshot: Snapshot | None = None) -> list[BlockKey]:
+        """Keys the views at ``positions`` (K, 3) will need, in order of first need."""
+        snap = snapshot or self.snapshot
+        out: dict[BlockKey, None] = {}
+        for p in np.asarray(positions, dtype=np.float64).reshape(-1, 3):
+            for s in self.select(p, snap):
+                out.setdefault(s.key, None)
+        return list(out)
+
+    def appearance_code(self, key: BlockKey, block: RenderableBlock, snapshot: Snapshot | None = None) -> Any:
+        """(A,) appearance code to render ``block`` with: its matched code, else its zero code."""
+        snap = snapshot or self.snapshot
+        code = snap.appearance.code(key)
+        default = block.appearance_code(None)
+        if code is None or default is None:
+            return default
+        if len(code) != int(default.shape[0]):
+            from blocknerf.errors import InputError
+
+            raise InputError(
+                AppearanceTable.DOCUMENT,
+                f"matched code of block {key[0]} v{key[1]} has {len(code)} values but the block's codes have "
+                f"{int(default.shape[0])}; rerun `blocknerf match`",
+            )
+        import torch
+
+        return torch.tensor(code, dtype=default.dtype, device=default.device)
+
+    def estimate_nbytes(self, key: BlockKey) -> int:
+        """Bytes a block will be charged in the cache (from metadata)."""
+        return self.cache.estimate(key)
+
+
+__all__ = ["BlockSource", "BlockStreamer", "Selection", "Snapshot", "StoreSource"]

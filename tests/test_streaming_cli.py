@@ -1,0 +1,116 @@
+"""The command line on a trained tiny store: ``blocknerf render``, ``match`` and ``eval``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blocknerf.cli.main import main
+from blocknerf.images import load_image
+from blocknerf.store import BlockStore
+from streaming.appearance import AppearanceTable
+from streaming.camera_path import read_camera_path
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+
+def frame_count(video: Path) -> int:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.count_frames_and_secs(str(video))[0]
+
+
+def test_render_auto_writes_video_frames_and_stats(tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out" / "flythrough.mp4"
+    code = main(
+        ["render", str(tiny_store), "--auto", "--frames", "6", "--speed", "10", "--size", "32x24", "--out", str(out),
+         "--frames-dir", str(tmp_path / "png"), "--memory-budget", "64MB", "--write-path", str(tmp_path / "path.json"), "--quiet"]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "rendered 6 frames (32x24)" in text and "blocks used:" in text and str(out) in text
+    assert frame_count(out) == 6
+    pngs = sorted((tmp_path / "png").glob("*.png"))
+    assert [p.name for p in pngs] == [f"{i:05d}.png" for i in range(6)]
+    assert load_image(pngs[0]).shape == (24, 32, 3)
+    stats = json.loads((out.parent / "render_stats.json").read_text())
+    assert len(stats["frames"]) == 6 and stats["summary"]["frames"] == 6
+    assert stats["config"]["stream"]["memory_budget_mb"] == pytest.approx(64.0)
+    frame = stats["frames"][0]
+    assert {"blocks", "cache", "load_ms", "render_ms", "position", "dominant"} <= set(frame)
+    assert all({"id", "version", "weight"} <= set(b) for b in frame["blocks"])
+    assert stats["summary"]["over_budget_bytes"] == 0
+    # 6 frames at 10 m/s and 30 fps: the camera moves 10/30 m between frames.
+    path = read_camera_path(tmp_path / "path.json")
+    assert len(path) == 6 and (path.width, path.height) == (32, 24)
+    assert np.linalg.norm(np.diff(path.positions, axis=0), axis=1) == pytest.approx(np.full(5, 1 / 3), rel=0.05)
+
+
+def test_render_a_camera_path_file(tiny_store: Path, tmp_path: Path) -> None:
+    store = BlockStore.open(tiny_store)
+    frames = store.capture.test_frames[:3]
+    doc = {
+        "camera_type": "perspective",
+        "render_width": 24,
+        "render_height": 18,
+        "fps": 5,
+        "seconds": 0.6,
+        "camera_path": [{"camera_to_world": f.c2w.reshape(-1).tolist(), "fov": 60.0, "aspect": 4 / 3} for f in frames],
+    }
+    (tmp_path / "camera_path.json").write_text(json.dumps(doc))
+    assert main(["render", str(tiny_store), "--path", str(tmp_path / "camera_path.json"), "--frames-dir", str(tmp_path / "png"), "--quiet"]) == 0
+    assert len(list((tmp_path / "png").glob("*.png"))) == 3
+    assert load_image(tmp_path / "png" / "00002.png").shape == (18, 24, 3)
+    stats = json.loads((tmp_path / "png" / "render_stats.json").read_text())
+    assert stats["summary"]["size"] == [24, 18] and stats["path"].endswith("camera_path.json")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--memory-budget", "100kB", "--out", "{tmp}/f.mp4"], "needs"),
+        (["--memory-budget", "512", "--out", "{tmp}/f.mp4"], "has no unit"),
+        (["--memory-budget", "lots", "--out", "{tmp}/f.mp4"], "is not a size"),
+        (["--size", "33x24", "--out", "{tmp}/f.mp4"], "even width and height"),
+        (["--size", "32by24", "--out", "{tmp}/f.mp4"], "--size"),
+        ([], "nothing to write"),
+        (["--out", "{tmp}/f.avi"], ".mp4"),
+    ],
+    ids=["budget-below-a-block", "budget-no-unit", "budget-garbage", "odd-size", "bad-size", "no-output", "not-mp4"],
+)
+def test_render_errors_are_one_line(tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+    args = ["render", str(tiny_store), "--auto", "--frames", "2", "--size", "32x24", "--quiet"]
+    args += [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("blocknerf render: error:") and "\n" not in err and message in err
+    assert not (tmp_path / "f.mp4").exists()
+
+
+def test_budget_error_names_block_size_and_budget(tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["render", str(tiny_store), "--auto", "--frames", "2", "--size", "32x24", "--memory-budget", "100kB", "--out", str(tmp_path / "f.mp4"), "--quiet"])
+    err = capsys.readouterr().err
+    ids = BlockStore.open(tiny_store).plan.ids
+    assert any(f"block {b} v1 needs" in err for b in ids)
+    assert "memory budget is 100.0 kB" in err and "MB" in err
+
+
+def test_match_then_render_with_matched_codes(tiny_store_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["match", str(tiny_store_copy), "--steps", "10", "--json"]) == 0
+    table = AppearanceTable.from_dict(json.loads(capsys.readouterr().out))
+    assert len(table.codes) == 2 and AppearanceTable.load(BlockStore.open(tiny_store_copy)) == table
+    out = tmp_path / "f.mp4"
+    assert main(["render", str(tiny_store_copy), "--auto", "--frames", "2", "--size", "16x12", "--out", str(out), "--match-appearance", "--quiet"]) == 0
+    assert frame_count(out) == 2
+
+
+def test_eval_reports_the_composite(tiny_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tiny_store), "--views", "2", "--json", "--out", str(tmp_path / "eval.json")]) == 0
+    capsys.readouterr()
+    result = json.loads((tmp_path / "eval.json").read_text())
+    comp = result["composite"]
+    assert comp["views"] == 2 and comp["psnr"] > 5.0 and "best_block_psnr" in comp and "oracle_block_psnr" in comp
+    assert len(comp["per_view"]) == 2
