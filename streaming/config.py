@@ -12,7 +12,7 @@ from typing import Literal
 class MatchConfig:
     """Appearance matching between neighbouring blocks (Block-NeRF): only appearance codes move."""
 
-    steps: int = 120
+    steps: int = 80
     """Adam steps per block when optimising its appearance code."""
     lr: float = 0.05
     """Adam learning rate of the appearance code."""
@@ -22,7 +22,7 @@ class MatchConfig:
     """Width in pixels of the match renders (height follows the views' aspect)."""
     prior: float = 1e-3
     """L2 pull of the code towards zero (the typical look), so a weak overlap cannot push it far."""
-    batch_rays: int = 4096
+    batch_rays: int = 2048
     """Pixels rendered per optimisation step (a random batch of all overlap views' pixels)."""
 
     def validate(self) -> None:

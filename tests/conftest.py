@@ -70,7 +70,6 @@ def tiny_store(tiny_city: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     try:
         with warnings.catch_warnings():
             # Known, harmless warnings of the trainer this fixture only uses to make a store.
-            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             # One torch thread: with tensors this small, more threads only wait on each other.
             report = train_blocks(str(url), None, settings.model, settings.train, ClusterConfig(in_process=True, threads_per_worker=1))

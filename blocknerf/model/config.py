@@ -114,7 +114,7 @@ class OccupancyConfig:
     """Share of cells re-evaluated at each update (random; all cells at the first updates)."""
     warmup_updates: int = 4
     """Number of first updates that evaluate every cell."""
-    warmup_steps: int = 256
+    warmup_steps: int = 128
     """Every cell counts as occupied for this many training steps. The threshold rule below needs a
     field with structure: right after initialisation, cells no ray has touched would pass it and
     the cells rays do cross would not, starving training of samples."""

@@ -54,7 +54,9 @@ class RaySamples:
 
     def select(self, keep: torch.Tensor) -> RaySamples:
         """The samples where the (S,) bool mask ``keep`` is set (order preserved)."""
-        return RaySamples(self.ray_indices[keep], self.t[keep], self.ds[keep], self.x01[keep], self.n_rays)
+        idx = keep.nonzero().squeeze(1)  # one scan of the mask, then cheap gathers
+        pick = lambda a: a.index_select(0, idx)  # noqa: E731
+        return RaySamples(pick(self.ray_indices), pick(self.t), pick(self.ds), pick(self.x01), self.n_rays)
 
     def counts(self) -> torch.Tensor:
         """(R,) int64 number of samples per ray."""

@@ -16,7 +16,7 @@ from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import SamplerConfig
 from blocknerf.model.field import BlockField
 from blocknerf.model.marching import RaySamples, march
-from blocknerf.model.volume import accumulate, transmittance_and_weights
+from blocknerf.model.volume import accumulate, distortion_loss, transmittance_and_weights
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class RenderResult:
     """Per-ray outputs of rendering."""
 
     rgb: torch.Tensor
-    """(R, 3) colour in [0, 1]."""
+    """(R, 3) colour in [0, 1], composited over the background."""
     depth: torch.Tensor
     """(R,) expected distance along the ray (world units; weighted by opacity)."""
     opacity: torch.Tensor
@@ -61,6 +61,7 @@ class TrainRender:
     rgb: torch.Tensor
     opacity: torch.Tensor
     visibility_loss: torch.Tensor
+    distortion_loss: torch.Tensor
     marched: int
     kept: int
     colored: int
@@ -69,11 +70,16 @@ class TrainRender:
 class BlockRenderer:
     """Renders rays through one block's field (the model is passed in, never owned)."""
 
-    def __init__(self, bounds: BlockBounds, sampler: SamplerConfig, edges: torch.Tensor, backend: str = "auto") -> None:
+    def __init__(
+        self, bounds: BlockBounds, sampler: SamplerConfig, edges: torch.Tensor, backend: str = "auto", background: float = 0.5
+    ) -> None:
         self.bounds = bounds
         self.cfg = sampler
         self.edges = edges
         self.backend = backend
+        # What shows through where a ray's samples leave transmittance: training against random
+        # background colours makes their mean, mid grey, the least-error choice at render time.
+        self.background = background
 
     def _march(self, rays: Rays, occupied: torch.Tensor, jitter: torch.Tensor | None) -> RaySamples:
         o, d = self.bounds.normalize_rays(rays.origins, rays.directions)
@@ -110,7 +116,11 @@ class BlockRenderer:
         # its loss must not shape the geometry, so it sees detached features.
         vis = field.visibility(geo_c.detach(), vis_ray, idx)
         vis_loss = torch.mean((vis - trans.detach()[colored]) ** 2) if idx.numel() else rgb.sum() * 0.0
-        return TrainRender(rgb, opacity, vis_loss, len(marched), len(samples), int(idx.numel()))
+        # Distortion loss in a contracted distance s = g(t / r) (linear inside the block, then 2 - r/t).
+        u = samples.t / self.bounds.radius
+        mid = torch.where(u <= 1.0, u, 2.0 - 1.0 / u.clamp(min=1.0))
+        dist = distortion_loss(weights, mid, samples.ds, samples.ray_indices, n)
+        return TrainRender(rgb, opacity, vis_loss, dist, len(marched), len(samples), int(idx.numel()))
 
     @torch.no_grad()
     def render(self, field: BlockField, occupied: torch.Tensor, rays: Rays, *, chunk: int = 8192) -> RenderResult:
@@ -137,4 +147,5 @@ class BlockRenderer:
         opacity = accumulate(weights, torch.ones_like(weights), idx, n)
         depth = accumulate(samples.t, weights, idx, n) / opacity.clamp(min=1e-6)
         vis = accumulate(field.visibility(geo, vis_ray, idx), weights, idx, n) / opacity.clamp(min=1e-6)
+        rgb = rgb + (1.0 - opacity)[:, None] * self.background
         return RenderResult(rgb, depth, opacity, vis)
