@@ -74,10 +74,11 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
     if model not in _SUPPORTED_MODELS:
         raise InputError(where, f"camera_model '{model}' is not supported (pinhole or OpenCV k1, k2, p1, p2 only)")
     splits = _read_splits(doc, where)
-    geo_origin = None if doc.get("geo_origin") is None else LLA.from_dict(doc["geo_origin"], where=f"{where}: geo_origin")
+    geo_origin = None if doc.get("geo_origin") is None else _lla(doc["geo_origin"], where, "geo_origin")
 
     frames: list[Frame] = []
     missing: list[str] = []
+    listed: set[str] = set()
     for i, entry in enumerate(doc["frames"]):
         label = f"frame {i}"
         if not isinstance(entry, dict):
@@ -87,6 +88,11 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
                 raise InputError(where, f"{label}: missing key '{key}'")
         frame_id = _normalise(entry["file_path"])
         label = f"frame '{frame_id}'"
+        # The id is the key of a frame everywhere (splits, block plans, appearance codes): a second
+        # entry for the same image would silently shadow the first.
+        if frame_id in listed:
+            raise InputError(where, f"{label} is listed more than once")
+        listed.add(frame_id)
         image_path = _find_image(root, frame_id) if require_images else (root / frame_id)
         if image_path is None:
             missing.append(frame_id)
@@ -103,12 +109,22 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
                 appearance_index=_int(entry.get("appearance_id", len(frames)), where, f"{label}: appearance_id"),
                 timestamp=_opt_float(entry.get("timestamp"), where, f"{label}: timestamp"),
                 exposure=_opt_float(entry.get("exposure"), where, f"{label}: exposure"),
-                gps=None if entry.get("gps") is None else LLA.from_dict(entry["gps"], where=f"{where}: {label}: gps"),
+                gps=None if entry.get("gps") is None else _lla(entry["gps"], where, f"{label}: gps"),
                 split=splits.get(frame_id),
                 depth_path=None if entry.get("depth_file_path") is None else (root / entry["depth_file_path"]),
                 extra={k: v for k, v in entry.items() if k not in _FRAME_KEYS},
             )
         )
+    unknown = sorted(set(splits) - listed)
+    if unknown:
+        raise InputError(
+            where, f"{len(unknown)} split file names are not the file_path of any frame (first: {unknown[0]})"
+        )
+    if not frames:
+        # One error, not a warning followed by an error: nothing of this capture is usable.
+        if missing:
+            raise InputError(where, f"none of the {len(missing)} listed images exists (first: {missing[0]})")
+        raise InputError(where, "no frames")
     if missing:
         warnings.warn(
             f"{where}: {len(missing)} of {len(doc['frames'])} listed images are missing "
@@ -116,8 +132,6 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
             CaptureWarning,
             stacklevel=2,
         )
-    if not frames:
-        raise InputError(where, "no frames with an existing image" if missing else "no frames")
     extra = {k: v for k, v in doc.items() if k not in _TOP_KEYS}
     _warn_ignored_distortion(doc, where)
     return Capture(root=root, frames=tuple(frames), geo_origin=geo_origin, extra=extra, missing=tuple(missing))
@@ -152,7 +166,7 @@ def capture_to_dict(capture: Capture, out_dir: Path) -> dict[str, Any]:
     frames_out = []
     for f in capture.frames:
         entry: dict[str, Any] = {
-            "file_path": _relative(f.image_path, out_dir),
+            "file_path": _file_path(f, out_dir),
             "transform_matrix": f.c2w.tolist(),
             "appearance_id": f.appearance_index,
         }
@@ -187,6 +201,16 @@ def _relative(path: Path, out_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), out_dir)).as_posix()
 
 
+def _file_path(frame: Frame, out_dir: Path) -> str:
+    """The ``file_path`` to write for ``frame``: its id when that still finds its image from
+    ``out_dir`` (ids without a file extension, NeRF-synthetic style, stay as they were), else the
+    image path relative to ``out_dir``."""
+    found = _find_image(out_dir, frame.id)
+    if found is not None and found.resolve() == Path(frame.image_path).resolve():
+        return frame.id
+    return _relative(frame.image_path, out_dir)
+
+
 def _find_image(root: Path, frame_id: str) -> Path | None:
     candidate = root / frame_id
     if candidate.is_file():
@@ -207,8 +231,19 @@ def _read_splits(doc: dict[str, Any], where: str) -> dict[str, str]:
         if not isinstance(names, list):
             raise InputError(where, f"'{key}' must be a list of file paths")
         for name in names:
-            splits[_normalise(name)] = split
+            name = _normalise(name)
+            if splits.get(name, split) != split:
+                raise InputError(where, f"'{name}' is in both the train and the test split")
+            splits[name] = split
     return splits
+
+
+def _lla(value: Any, where: str, label: str) -> LLA:
+    # Re-raised so that the error's path stays the transforms.json, with the key in the message.
+    try:
+        return LLA.from_dict(value, where=label)
+    except InputError as exc:
+        raise InputError(where, f"{label}: {exc.problem}") from None
 
 
 def _is_matrix(value: Any) -> bool:
@@ -247,6 +282,8 @@ def _intrinsics(doc: dict[str, Any], entry: dict[str, Any], image_path: Path, *,
     w, h = get("w"), get("h")
     if w is None or h is None:
         w, h = image_size(image_path)
+    if w != int(w) or h != int(h):
+        raise InputError(where, f"{label}: image size w={w!r} h={h!r} is not a whole number of pixels")
     w, h = int(w), int(h)
     fx, fy = get("fl_x"), get("fl_y")
     ax, ay = get("camera_angle_x"), get("camera_angle_y")

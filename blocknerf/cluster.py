@@ -2,9 +2,10 @@
 
 The command that trains is the only process that publishes: workers train a block (resuming from
 its checkpoint if one exists), write it as a new unpublished version and return; the driver
-publishes each version as its task completes. A worker that dies mid-block has its task re-run
-elsewhere by the scheduler, and the re-run resumes from the block's last checkpoint. A block that
-fails for a real reason is reported while the others finish.
+publishes each version as its task completes (``blocknerf train``), or leaves publishing to the
+caller, which publishes them all at once (``blocknerf update``). A worker that dies mid-block has
+its task re-run elsewhere by the scheduler, and the re-run resumes from the block's last
+checkpoint. A block that fails for a real reason is reported while the others finish.
 
 Without a scheduler address, a ``distributed.LocalCluster`` of worker processes is started; with
 one, ``distributed.Client(address)`` joins an existing cluster (``dask scheduler`` + ``dask worker``,
@@ -13,12 +14,15 @@ dask-jobqueue, dask-kubernetes, ...). ``in_process=True`` trains sequentially wi
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from blocknerf.errors import ConfigError
 
 PROGRESS_TOPIC = "blocknerf-progress"
 
@@ -38,7 +42,9 @@ class ClusterConfig:
     dashboard: bool = True
     """Serve the dask dashboard of a local cluster (its address is printed)."""
     allowed_failures: int = 3
-    """Times a block's task may lose its worker (crash, kill) before the block is reported failed."""
+    """Times a block's task may lose its worker (crash, kill) before the block is reported failed.
+    Applies to the local cluster; an existing scheduler keeps its own setting
+    (``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES`` where it is started)."""
 
     def validate(self) -> None:
         if self.workers < 0 or self.threads_per_worker < 0:
@@ -62,6 +68,14 @@ class BlockJob:
     train: Any
     far_m: float
     threads: int
+    records: int | None = None
+    """Records revision (capture record + plan) to train from; None: the published one."""
+    warm_start: int | None = None
+    """Version of the block to start from (an update); None: from scratch."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Training settings of this run only, e.g. an update's steps (not part of the fingerprint)."""
+    record: Mapping[str, Any] = field(default_factory=dict)
+    """Extra attributes of the version written (reason, caused_by)."""
 
 
 @dataclass
@@ -69,7 +83,7 @@ class TrainReport:
     """Outcome of a training run over several blocks."""
 
     trained: dict[str, int] = field(default_factory=dict)
-    """Block id -> newly published version."""
+    """Block id -> new version (published, unless the run was asked not to publish)."""
     skipped: dict[str, str] = field(default_factory=dict)
     """Block id -> why it was not trained (e.g. up to date)."""
     failed: dict[str, str] = field(default_factory=dict)
@@ -98,28 +112,36 @@ def run_block_job(job: BlockJob, sink: ProgressSink | None = None) -> dict[str, 
     if job.threads:
         torch.set_num_threads(job.threads)
     store = BlockStore.open(job.store_url, writable=True)
-    spec = store.plan.block(job.block_id)
+    spec = store.read_plan(job.records).block(job.block_id)
+    capture = store.read_capture(job.records)
     started = time.time()
-    result = train_block(spec, store.capture, job.model, job.train, store, far_m=job.far_m, progress=_EventProgress(sink))
+    result = train_block(
+        spec, capture, job.model, job.train, store, far_m=job.far_m, progress=_EventProgress(sink),
+        warm_start=job.warm_start, overrides=job.overrides, record=job.record,
+    )
     return {"block": job.block_id, "version": result.version, "stats": dict(result.stats), "started": started,
             "ended": time.time(), "worker": _worker_name()}
 
 
-def blocks_to_train(store: Any, block_ids: Sequence[str], model_cfg: Any, train_cfg: Any, *, force: bool) -> tuple[list[str], dict[str, str], dict[str, int]]:
+def blocks_to_train(
+    store: Any, block_ids: Sequence[str], model_cfg: Any, train_cfg: Any, *, force: bool, records: int | None = None
+) -> tuple[list[str], dict[str, str], dict[str, int]]:
     """Split the requested blocks into (to train, skipped with reason, finished-but-unpublished).
 
     A block is up to date when its published version was trained from the same fingerprint
-    (region, frames, settings). A complete unpublished version with that fingerprint (a run that
-    stopped between writing and publishing) is published rather than retrained.
+    (region, training frames, settings) under the plan of ``records`` (default: the published
+    records revision). A complete unpublished version with that fingerprint (a run that stopped
+    between writing and publishing) is published rather than retrained.
     """
     from blocknerf.training.trainer import training_fingerprint
 
-    plan, manifest = store.plan, store.manifest()
+    plan, manifest = store.read_plan(records), store.manifest()
+    held_out = {f.id for f in store.read_capture(records).frames if not f.is_train}
     far = plan.far_m
     todo, skipped, recover = [], {}, {}
     for block_id in block_ids:
         spec = plan.block(block_id)
-        fp = training_fingerprint(spec, model_cfg, train_cfg, far)
+        fp = training_fingerprint(spec, model_cfg, train_cfg, far, held_out)
         published = manifest.version_of(block_id)
         versions = store.versions(block_id)
         if not force and published is not None:
@@ -145,41 +167,62 @@ def train_blocks(
     force: bool = False,
     sink: ProgressSink | None = None,
     on_cluster: Callable[[str, Any], None] | None = None,
+    records: int | None = None,
+    warm_start: Mapping[str, int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    record: Mapping[str, Mapping[str, Any]] | None = None,
+    publish: bool = True,
 ) -> TrainReport:
     """Train the given blocks (all when None) of a store and publish each as it finishes.
 
     ``sink`` receives progress events from every block; ``on_cluster(kind, info)`` hears about
     the cluster (``"dashboard"`` with its address, ``"workers"`` with their count).
+
+    For updates: ``records`` trains from an unpublished records revision; ``warm_start`` maps
+    blocks to the version each starts from; ``overrides`` are training settings of every run that
+    do not enter the blocks' fingerprints (e.g. ``{"steps": 500}``); ``record``
+    gives per block extra attributes of its new version (default ``{"reason": "train"}``); with
+    ``publish=False`` nothing is published and ``TrainReport.trained`` lists the versions
+    written (or found finished), for the caller to publish together.
     """
     from blocknerf.errors import StoreError
     from blocknerf.store import BlockStore
 
     began = time.time()
     store = BlockStore.open(store_url, writable=True)
-    ids = list(block_ids) if block_ids else list(store.plan.ids)
-    unknown = [b for b in ids if b not in store.plan.ids]
+    plan = store.read_plan(records)
+    ids = list(block_ids) if block_ids else list(plan.ids)
+    unknown = [b for b in ids if b not in plan.ids]
     if unknown:
-        raise StoreError(store_url, f"no block {', '.join(unknown)} in the plan (blocks: {', '.join(store.plan.ids)})")
+        raise StoreError(store_url, f"no block {', '.join(unknown)} in the plan (blocks: {', '.join(plan.ids)})")
     report = TrainReport()
-    todo, report.skipped, recover = blocks_to_train(store, ids, model_cfg, train_cfg, force=force)
+    todo, report.skipped, recover = blocks_to_train(store, ids, model_cfg, train_cfg, force=force, records=records)
     for block_id, version in recover.items():
-        store.publish({block_id: version})
+        if publish:
+            store.publish({block_id: version})
         report.trained[block_id] = version
-    far = store.plan.far_m
+
+    def make_job(block_id: str, threads: int) -> BlockJob:
+        return BlockJob(
+            store_url, block_id, model_cfg, train_cfg, plan.far_m, threads, records=records,
+            warm_start=(warm_start or {}).get(block_id), overrides=dict(overrides or {}),
+            record=dict((record or {}).get(block_id, {"reason": "train"})),
+        )
+
     if todo:
         if cluster_cfg.in_process:
-            threads = cluster_cfg.threads_per_worker or 0
-            jobs = [BlockJob(store_url, b, model_cfg, train_cfg, far, threads) for b in todo]
-            _run_in_process(store, jobs, report, sink, began)
+            jobs = [make_job(b, cluster_cfg.threads_per_worker or 0) for b in todo]
+            _run_in_process(store, jobs, report, sink, began, publish)
         else:
-            _run_on_dask(store, todo, model_cfg, train_cfg, far, cluster_cfg, report, sink, on_cluster, began)
+            _run_on_dask(store, todo, make_job, cluster_cfg, report, sink, on_cluster, began, publish)
     report.seconds = time.time() - began
     return report
 
 
-def _record(store: Any, report: TrainReport, out: Mapping[str, Any], began: float) -> None:
+def _record(store: Any, report: TrainReport, out: Mapping[str, Any], began: float, publish: bool) -> None:
     block_id = out["block"]
-    store.publish({block_id: out["version"]})
+    if publish:
+        store.publish({block_id: out["version"]})
     report.trained[block_id] = out["version"]
     report.stats[block_id] = out["stats"]
     report.timeline.append(
@@ -187,7 +230,7 @@ def _record(store: Any, report: TrainReport, out: Mapping[str, Any], began: floa
     )
 
 
-def _run_in_process(store: Any, jobs: list[BlockJob], report: TrainReport, sink: ProgressSink | None, began: float) -> None:
+def _run_in_process(store: Any, jobs: list[BlockJob], report: TrainReport, sink: ProgressSink | None, began: float, publish: bool) -> None:
     from blocknerf.errors import BlockNerfError
 
     for job in jobs:
@@ -198,20 +241,19 @@ def _run_in_process(store: Any, jobs: list[BlockJob], report: TrainReport, sink:
             if sink is not None:
                 sink({"event": "failed", "block": job.block_id, "error": str(exc)})
             continue
-        _record(store, report, out, began)
+        _record(store, report, out, began, publish)
 
 
 def _run_on_dask(
     store: Any,
     todo: list[str],
-    model_cfg: Any,
-    train_cfg: Any,
-    far: float,
+    make_job: Callable[[str, int], BlockJob],
     cfg: ClusterConfig,
     report: TrainReport,
     sink: ProgressSink | None,
     on_cluster: Callable[[str, Any], None] | None,
     began: float,
+    publish: bool,
 ) -> None:
     import dask
     from distributed import Client, LocalCluster, as_completed
@@ -219,7 +261,10 @@ def _run_on_dask(
     with dask.config.set({"distributed.scheduler.allowed-failures": cfg.allowed_failures}):
         if cfg.scheduler:
             cluster = None
-            client = Client(cfg.scheduler, timeout="30s")
+            try:
+                client = Client(cfg.scheduler, timeout="30s")
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(None, f"cannot reach the dask scheduler at {cfg.scheduler} ({_one_line(exc)})") from None
             threads = cfg.threads_per_worker or 0  # 0: keep each worker's own torch default
         else:
             workers, threads = cfg.local_layout()
@@ -228,7 +273,7 @@ def _run_on_dask(
                 threads_per_worker=1,  # one block at a time per worker; torch threads do the rest
                 processes=True,
                 dashboard_address=":0" if cfg.dashboard else None,
-                silence_logs="error",
+                silence_logs=logging.ERROR,
             )
             client = Client(cluster)
         try:
@@ -239,7 +284,7 @@ def _run_on_dask(
             if sink is not None:
                 client.subscribe_topic(PROGRESS_TOPIC, lambda event: sink(event[1]))
             futures = {
-                client.submit(_dask_task, BlockJob(store.url, b, model_cfg, train_cfg, far, threads), key=f"train-{b}-{time.time_ns()}", pure=False): b
+                client.submit(_dask_task, make_job(b, threads), key=f"train-{b}-{time.time_ns()}", pure=False): b
                 for b in todo
             }
             for future in as_completed(futures):
@@ -251,7 +296,7 @@ def _run_on_dask(
                     if sink is not None:
                         sink({"event": "failed", "block": block_id, "error": report.failed[block_id]})
                     continue
-                _record(store, report, out, began)
+                _record(store, report, out, began, publish)
         finally:
             if sink is not None:
                 try:

@@ -20,6 +20,9 @@ class InputError(BlockNerfError):
         self.problem = problem
         super().__init__(problem if self.path is None else f"{self.path}: {problem}")
 
+    def __reduce__(self):  # noqa: ANN204 - errors cross process boundaries (dask) by pickle
+        return (type(self), (self.path, self.problem))
+
 
 class ConfigError(InputError):
     """An invalid configuration file or override (unknown key, wrong type, out of range)."""

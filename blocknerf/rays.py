@@ -11,15 +11,35 @@ from blocknerf.capture import Intrinsics
 
 
 def undistort_points(xd: np.ndarray, yd: np.ndarray, k: Intrinsics, iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """Invert the OpenCV (k1, k2, p1, p2) model on normalised image coordinates (y down), by fixed point."""
+    """Invert the OpenCV (k1, k2, p1, p2) model on normalised image coordinates (y down).
+
+    ``xd``, ``yd``: same-shape float64 arrays of distorted coordinates; returns the undistorted ones.
+    Newton's method with the analytic 2x2 Jacobian (as COLMAP does): the plain fixed-point iteration
+    stalls for pincushion distortion (k1 > 0) towards the image corners (errors of 3e-3 in normalised
+    coordinates at k1 = 0.2, r = 1: 3 px at f = 1000 px). Outside the range where the model is
+    invertible (strong barrel distortion beyond its fold) the result is finite but meaningless.
+    """
+    xd, yd = np.asarray(xd, dtype=np.float64), np.asarray(yd, dtype=np.float64)
     x, y = xd.copy(), yd.copy()
     for _ in range(iterations):
         r2 = x * x + y * y
         radial = 1.0 + k.k1 * r2 + k.k2 * r2 * r2
-        dx = 2.0 * k.p1 * x * y + k.p2 * (r2 + 2.0 * x * x)
-        dy = k.p1 * (r2 + 2.0 * y * y) + 2.0 * k.p2 * x * y
-        x = (xd - dx) / radial
-        y = (yd - dy) / radial
+        dradial = 2.0 * (k.k1 + 2.0 * k.k2 * r2)  # d radial / d x = dradial * x, likewise for y
+        fx = x * radial + 2.0 * k.p1 * x * y + k.p2 * (r2 + 2.0 * x * x) - xd
+        fy = y * radial + k.p1 * (r2 + 2.0 * y * y) + 2.0 * k.p2 * x * y - yd
+        jxx = radial + dradial * x * x + 2.0 * k.p1 * y + 6.0 * k.p2 * x
+        jxy = dradial * x * y + 2.0 * k.p1 * x + 2.0 * k.p2 * y
+        jyx = jxy  # the Jacobian of this model is symmetric
+        jyy = radial + dradial * y * y + 6.0 * k.p1 * y + 2.0 * k.p2 * x
+        det = jxx * jyy - jxy * jyx
+        # Where the model folds over (det ~ 0, far outside any real image) leave the point as it is.
+        ok = np.abs(det) > 1e-12
+        safe = np.where(ok, det, 1.0)
+        step_x = np.where(ok, (jyy * fx - jxy * fy) / safe, 0.0)
+        step_y = np.where(ok, (jxx * fy - jyx * fx) / safe, 0.0)
+        x, y = x - step_x, y - step_y
+        if max(np.abs(step_x).max(initial=0.0), np.abs(step_y).max(initial=0.0)) < 1e-14:
+            break
     return x, y
 
 

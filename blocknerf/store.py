@@ -4,19 +4,27 @@ Layout::
 
     city.zarr/
       zarr.json                   attrs: format, created, geo origin, resolved config, manifest
-      capture/zarr.json           attrs: the capture record (transforms.json document + root)
-      plan/zarr.json              attrs: the block plan (BlockPlan.to_dict())
+      capture/zarr.json           attrs: the first capture record (transforms.json document + root)
+      plan/                       the first block plan (attrs + frame-assignment arrays)
+      records/r<k>/capture, plan  later revisions of both, written by updates; the attrs of
+                                  records/r<k> say complete, digest, created
       blocks/<id>/v<k>/           one trained version: arrays (weights, hash tables, occupancy,
                                   appearance codes) + attrs (complete, checksum, stats, frames, ...)
       blocks/<id>/checkpoints/s<step>/   training checkpoints (arrays + attrs), newest kept
 
-Readers resolve a block through the manifest (block id -> published version). A version is
-written completely -- arrays first, then its attrs with ``complete: true`` and a checksum -- before
-the manifest names it, and the manifest (the root group's attributes) is replaced in a single
+Readers resolve everything through the manifest: per block the published version (and the
+versions published before it), and the records revision (capture record + plan) in use. Anything
+new -- a version, a records revision -- is written completely first, under a name no reader uses,
+and marked complete last; then the manifest (the root group's attributes) is replaced in a single
 atomic write (zarr's local store writes a temporary file and renames it; object stores replace
-objects atomically). A crash at any point therefore leaves the previous manifest and every
-published block intact. Only one process publishes at a time (the command that trains or updates);
+objects atomically). A crash at any point therefore leaves the previous manifest, and everything
+it names, intact. Only one process publishes at a time (the command that trains or updates);
 workers write versions and checkpoints of distinct blocks, which never share keys.
+
+Fault injection, for crash-safety tests only: when the environment variable ``BLOCKNERF_FAULT``
+names one of ``FAULT_POINTS``, the process exits at once (``os._exit``, no cleanup, status
+``FAULT_EXIT_CODE``) on reaching that point, leaving the store as a kill would. Unset -- the
+default -- fault points do nothing.
 
 No pickle: everything is numeric arrays plus JSON attributes, so a store is safe to open.
 """
@@ -26,8 +34,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +52,24 @@ from blocknerf.errors import StoreError
 from partitioning import BlockPlan
 
 FORMAT_VERSION = 1
+MANIFEST_SCHEMA = 2
+"""Version 2 added the records revision and each block's publication history."""
 _VERSION_RE = re.compile(r"^v(\d+)$")
 _CKPT_RE = re.compile(r"^s(\d+)$")
+_RECORDS_RE = re.compile(r"^r(\d+)$")
+
+FAULT_ENV = "BLOCKNERF_FAULT"
+FAULT_EXIT_CODE = 86
+FAULT_POINTS = ("during_training", "during_version_write", "during_manifest_swap")
+"""Where ``BLOCKNERF_FAULT`` can stop a process: after a training step; with a version's arrays
+written but not marked complete; halfway through writing the new manifest, every version complete
+but unpublished (a torn temporary file is left)."""
+
+
+def fault_point(name: str) -> None:
+    """Exit the process at once when ``BLOCKNERF_FAULT`` names this point (crash-safety tests only)."""
+    if os.environ.get(FAULT_ENV) == name:
+        os._exit(FAULT_EXIT_CODE)
 
 
 def utc_now() -> str:
@@ -53,27 +79,37 @@ def utc_now() -> str:
 
 @dataclass(frozen=True, slots=True)
 class PublishedBlock:
-    """What the manifest says about one block: its published version."""
+    """What the manifest says about one block: its published version and the ones before it."""
 
     version: int
     published_at: str
     checksum: str
+    history: tuple[int, ...] | None = ()
+    """Versions published earlier, oldest first; None in manifests written before it was recorded."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["history"] = None if self.history is None else list(self.history)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PublishedBlock:
-        return cls(int(d["version"]), str(d["published_at"]), str(d["checksum"]))
+        history = d.get("history")
+        return cls(
+            int(d["version"]), str(d["published_at"]), str(d["checksum"]),
+            None if history is None else tuple(int(v) for v in history),
+        )
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """Block id -> published version; ``serial`` increases with every publication."""
+    """Block id -> published version, and the records revision; ``serial`` grows with every publication."""
 
     blocks: Mapping[str, PublishedBlock] = field(default_factory=dict)
     serial: int = 0
-    schema_version: int = 1
+    records: int = 0
+    """Revision of the capture record and plan that readers use (0: the store's first)."""
+    schema_version: int = MANIFEST_SCHEMA
 
     def version_of(self, block_id: str) -> int | None:
         entry = self.blocks.get(block_id)
@@ -83,6 +119,7 @@ class Manifest:
         return {
             "schema_version": self.schema_version,
             "serial": self.serial,
+            "records": self.records,
             "blocks": {k: v.to_dict() for k, v in sorted(self.blocks.items())},
         }
 
@@ -91,6 +128,7 @@ class Manifest:
         return cls(
             blocks={k: PublishedBlock.from_dict(v) for k, v in d.get("blocks", {}).items()},
             serial=int(d.get("serial", 0)),
+            records=int(d.get("records", 0)),
             schema_version=int(d.get("schema_version", 1)),
         )
 
@@ -119,6 +157,18 @@ class Checkpoint:
     step: int
     arrays: dict[str, np.ndarray]
     attrs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What ``BlockStore.gc`` deleted."""
+
+    versions: tuple[tuple[str, int], ...] = ()
+    """(block id, version) pairs."""
+    records: tuple[int, ...] = ()
+    """Records revisions (capture record + plan) that no manifest names any more."""
+    temporary: tuple[str, ...] = ()
+    """Half-written temporary files that killed writes left (local stores; paths in the store)."""
 
 
 def checksum_arrays(arrays: Mapping[str, np.ndarray]) -> str:
@@ -164,6 +214,10 @@ class BlockStore:
             raise StoreError(url, "store already exists (use --force to overwrite it)") from None
         except (PermissionError, OSError) as exc:
             raise StoreError(url, f"cannot create store ({_reason(exc)})") from None
+        store = cls(url, root, writable=True)
+        store._write_capture_into(root.require_group("capture"), capture, digest=_records_digest(capture, plan))
+        store._write_plan_into(root.require_group("plan"), plan)
+        # The root attributes come last: until they exist, `open` refuses the store.
         root.attrs.update(
             {
                 "blocknerf": {"format": FORMAT_VERSION, "created": utc_now()},
@@ -172,9 +226,6 @@ class BlockStore:
                 "manifest": Manifest().to_dict(),
             }
         )
-        store = cls(url, root, writable=True)
-        store.write_capture(capture)
-        store.write_plan(plan)
         return store
 
     @classmethod
@@ -222,8 +273,18 @@ class BlockStore:
 
     @property
     def plan(self) -> BlockPlan:
-        """The block plan; per-block frame lists come from arrays (they are large for big captures)."""
-        group = self._root["plan"]
+        """The published block plan."""
+        return self.read_plan()
+
+    @property
+    def capture(self) -> Capture:
+        """The published capture record (frames, poses, intrinsics); images are not checked."""
+        return self.read_capture()
+
+    def read_plan(self, records: int | None = None) -> BlockPlan:
+        """The block plan of a records revision (default: the published one). Per-block frame
+        lists come from arrays (they are large for big captures)."""
+        group = self._records_group(records, "plan")
         doc = dict(group.attrs["plan"])
         ids = decode_strings(np.asarray(group["frame_ids_utf8"][...]), np.asarray(group["frame_ids_offsets"][...]))
         index = np.asarray(group["block_frames"][...])
@@ -235,9 +296,68 @@ class BlockStore:
             blocks.append({**block, "frames": [ids[j] for j in index[lo:hi]], "shares": shares[lo:hi].tolist()})
         return BlockPlan.from_dict({**doc, "blocks": blocks})
 
-    def write_plan(self, plan: BlockPlan) -> None:
-        """Store the plan: JSON attrs for the blocks, arrays for their frame assignments."""
+    def read_capture(self, records: int | None = None) -> Capture:
+        """The capture record of a records revision (default: the published one)."""
+        group = self._records_group(records, "capture")
+        record = group.attrs
+        return capture_from_dict(
+            dict(record["transforms"]), root=Path(record["root"]), where=f"{self.url}/{group.path}", require_images=False
+        )
+
+    def write_records(self, capture: Capture, plan: BlockPlan) -> int:
+        """Write a capture record and plan as a records revision, unpublished; return its number.
+
+        When the published revision, or a complete unpublished one (left by an update that did not
+        finish), holds the same content, that revision's number is returned and nothing is written.
+        """
         self._require_writable()
+        digest = _records_digest(capture, plan)
+        published = self.manifest().records
+        if self._records_digest_of(published) == digest:
+            return published
+        group = self._root.require_group("records")
+        existing = sorted(int(m.group(1)) for m in map(_RECORDS_RE.match, group.group_keys()) if m)
+        for revision in existing:
+            attrs = group[f"r{revision}"].attrs
+            if attrs.get("complete") and attrs.get("digest") == digest:
+                return revision
+        revision = max([published, *existing]) + 1
+        try:
+            target = group.create_group(f"r{revision}")
+            self._write_capture_into(target.require_group("capture"), capture)
+            self._write_plan_into(target.require_group("plan"), plan)
+            target.attrs.put({"complete": True, "digest": digest, "created": utc_now()})
+        except (PermissionError, OSError) as exc:
+            raise StoreError(self.url, f"cannot write records revision {revision} ({_reason(exc)})") from None
+        return revision
+
+    def records_revisions(self) -> list[int]:
+        """Complete records revisions, oldest first (0, the store's first, always exists)."""
+        try:
+            group = self._root["records"]
+        except KeyError:
+            return [0] if "plan" in self._root else []
+        found = [int(m.group(1)) for m in map(_RECORDS_RE.match, group.group_keys()) if m]
+        complete = [r for r in found if group[f"r{r}"].attrs.get("complete")]
+        return sorted(([0] if "plan" in self._root else []) + complete)
+
+    def _records_group(self, records: int | None, name: str) -> zarr.Group:
+        revision = self.manifest().records if records is None else records
+        if revision != 0 and revision not in self.records_revisions():
+            raise StoreError(self.url, f"records revision {revision} is missing or incomplete")
+        try:
+            return self._root[_records_path(revision, name)]
+        except KeyError:
+            raise StoreError(self.url, f"records revision {revision} has no {name}") from None
+
+    def _records_digest_of(self, revision: int) -> str | None:
+        try:
+            return self._root["capture" if revision == 0 else f"records/r{revision}"].attrs.get("digest")
+        except KeyError:
+            return None
+
+    def _write_plan_into(self, group: zarr.Group, plan: BlockPlan) -> None:
+        """The plan as JSON attrs for the blocks and arrays for their frame assignments."""
         doc = plan.to_dict()
         ids: dict[str, int] = {}
         index, shares, offsets = [], [], [0]
@@ -246,32 +366,22 @@ class BlockStore:
             shares.extend(block.pop("shares"))
             offsets.append(len(index))
         utf8, id_offsets = encode_strings(list(ids))
-        group = self._root.require_group("plan")
-        arrays = {
-            "frame_ids_utf8": utf8,
-            "frame_ids_offsets": id_offsets,
-            "block_frames": np.asarray(index, dtype=np.int64),
-            "block_shares": np.asarray(shares, dtype=np.float64),
-            "block_offsets": np.asarray(offsets, dtype=np.int64),
-        }
-        for name in arrays:
-            if name in group:
-                del group[name]
-        self._write_arrays(group, arrays)
+        self._write_arrays(
+            group,
+            {
+                "frame_ids_utf8": utf8,
+                "frame_ids_offsets": id_offsets,
+                "block_frames": np.asarray(index, dtype=np.int64),
+                "block_shares": np.asarray(shares, dtype=np.float64),
+                "block_offsets": np.asarray(offsets, dtype=np.int64),
+            },
+        )
         group.attrs.put({"plan": doc})
 
-    @property
-    def capture(self) -> Capture:
-        """The capture record (frames, poses, intrinsics); images are not checked for existence."""
-        record = self._root["capture"].attrs
-        return capture_from_dict(
-            dict(record["transforms"]), root=Path(record["root"]), where=f"{self.url}/capture", require_images=False
-        )
-
-    def write_capture(self, capture: Capture) -> None:
-        self._require_writable()
-        group = self._root.require_group("capture")
-        group.attrs.put({"root": str(capture.root), "transforms": capture_to_dict(capture, capture.root)})
+    @staticmethod
+    def _write_capture_into(group: zarr.Group, capture: Capture, *, digest: str | None = None) -> None:
+        doc = {"root": str(capture.root), "transforms": capture_to_dict(capture, capture.root)}
+        group.attrs.put(doc if digest is None else {**doc, "digest": digest})
 
     @property
     def geo_origin(self) -> dict[str, float] | None:
@@ -298,10 +408,21 @@ class BlockStore:
     # -- manifest ------------------------------------------------------------------------------
     def manifest(self) -> Manifest:
         """The manifest as stored now (re-read on every call, so readers see new publications)."""
-        return Manifest.from_dict(self._fresh_root().attrs.get("manifest", {}))
+        manifest = Manifest.from_dict(self._fresh_root().attrs.get("manifest", {}))
+        if manifest.schema_version > MANIFEST_SCHEMA:
+            raise StoreError(self.url, f"manifest schema {manifest.schema_version} is newer than this blocknerf ({MANIFEST_SCHEMA})")
+        return manifest
 
-    def publish(self, versions: Mapping[str, int]) -> Manifest:
-        """Atomically point the manifest at the given complete versions (block id -> version)."""
+    def publish(
+        self,
+        versions: Mapping[str, int],
+        *,
+        records: int | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> Manifest:
+        """Atomically point the manifest at complete versions (block id -> version) and, when given,
+        at a complete records revision; ``config`` replaces the stored configuration in the same
+        write. Readers see all of it or none of it."""
         self._require_writable()
         current = self.manifest()
         blocks = dict(current.blocks)
@@ -310,16 +431,35 @@ class BlockStore:
             info = self.version_info(block_id, version)
             if info is None:
                 raise StoreError(self.url, f"block {block_id} version {version} is not complete; not publishing it")
-            blocks[block_id] = PublishedBlock(version=version, published_at=now, checksum=info.checksum)
-        new = Manifest(blocks=blocks, serial=current.serial + 1)
-        self._write_root_attrs({"manifest": new.to_dict()})
+            old = blocks.get(block_id)
+            if old is not None and old.version == version:
+                continue
+            history = () if old is None else (*self.published_history(block_id, old), old.version)
+            blocks[block_id] = PublishedBlock(version=version, published_at=now, checksum=info.checksum, history=history)
+        if records is not None and records not in self.records_revisions():
+            raise StoreError(self.url, f"records revision {records} is not complete; not publishing it")
+        new = Manifest(blocks=blocks, serial=current.serial + 1, records=current.records if records is None else records)
+        changes: dict[str, Any] = {"manifest": new.to_dict()}
+        if config is not None:
+            changes["config"] = dict(config)
+        self._write_root_attrs(changes)
         return new
+
+    def published_history(self, block_id: str, entry: PublishedBlock) -> tuple[int, ...]:
+        """Versions of a block published before ``entry``, oldest first. For manifests that did not
+        record it, every complete version older than the published one counts."""
+        if entry.history is not None:
+            return entry.history
+        return tuple(v.version for v in self.versions(block_id) if v.version < entry.version)
 
     def _write_root_attrs(self, changes: Mapping[str, Any]) -> None:
         # One write of the whole zarr.json: atomic, so readers see all of it or none of it.
         root = self._fresh_root()
         attrs = dict(root.attrs)
         attrs.update(changes)
+        if os.environ.get(FAULT_ENV) == "during_manifest_swap" and "manifest" in changes and _is_local(self.url):
+            _leave_torn_write(Path(self.url.removeprefix("file://")), attrs)
+            fault_point("during_manifest_swap")
         try:
             root.attrs.put(attrs)
         except (PermissionError, OSError) as exc:
@@ -361,6 +501,7 @@ class BlockStore:
         try:
             target = group.create_group(name)
             self._write_arrays(target, arrays)
+            fault_point("during_version_write")
             target.attrs.put(
                 {**dict(attrs), "block_id": block_id, "version": version, "created": utc_now(),
                  "checksum": checksum_arrays(arrays), "complete": True}
@@ -403,30 +544,56 @@ class BlockStore:
         if group is not None and f"v{version}" in group:
             del group[f"v{version}"]
 
-    def gc(self, keep: int) -> list[tuple[str, int]]:
-        """Delete incomplete versions and all but the ``keep`` newest complete ones per block.
+    def gc(self, keep: int, *, dry_run: bool = False) -> GcResult:
+        """Delete what no reader needs; keep, per block, the published version and the ``keep - 1``
+        versions published most recently before it.
 
-        The published version is always kept. Returns the (block id, version) pairs deleted.
+        Deleted: older published versions, versions never published (left by a run that failed or
+        was killed before publishing; rerunning it would have reused them), incomplete leftovers,
+        every records revision but the published one, and the temporary files of killed writes. The published version of a block is
+        never deleted. Run it while no training or update is writing to the store. ``dry_run``:
+        only say what would be deleted.
         """
         self._require_writable()
         if keep < 1:
             raise StoreError(self.url, "gc --keep must be at least 1")
         manifest = self.manifest()
-        deleted = []
+        deleted: list[tuple[str, int]] = []
         for block_id in self._stored_block_ids():
+            entry = manifest.blocks.get(block_id)
+            kept: set[int] = set()
+            if entry is not None:
+                history = self.published_history(block_id, entry)
+                kept = {entry.version, *(history[len(history) - (keep - 1):] if keep > 1 else ())}
             group = self._root[f"blocks/{block_id}"]
-            complete = {v.version for v in self.versions(block_id)}
-            newest = sorted(complete)[-keep:]
-            for name in list(group.group_keys()):
+            for name in sorted(group.group_keys()):
                 m = _VERSION_RE.match(name)
-                if not m:
-                    continue
-                v = int(m.group(1))
-                if v == manifest.version_of(block_id) or v in newest:
-                    continue
-                del group[name]
-                deleted.append((block_id, v))
-        return deleted
+                if m and int(m.group(1)) not in kept:
+                    if not dry_run:
+                        del group[name]
+                    deleted.append((block_id, int(m.group(1))))
+        records: list[int] = []
+        if "records" in self._root:
+            group = self._root["records"]
+            for name in sorted(group.group_keys()):
+                m = _RECORDS_RE.match(name)
+                if m and int(m.group(1)) != manifest.records:
+                    if not dry_run:
+                        del group[name]
+                    records.append(int(m.group(1)))
+        if manifest.records != 0 and "plan" in self._root:
+            for name in ("capture", "plan"):
+                if name in self._root and not dry_run:
+                    del self._root[name]
+            records.append(0)
+        temporary: list[str] = []
+        if _is_local(self.url):
+            root = Path(self.url.removeprefix("file://"))
+            for leftover in sorted(root.rglob("*.partial")):
+                if not dry_run:
+                    leftover.unlink(missing_ok=True)
+                temporary.append(leftover.relative_to(root).as_posix())
+        return GcResult(versions=tuple(deleted), records=tuple(sorted(records)), temporary=tuple(temporary))
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save_checkpoint(self, block_id: str, step: int, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
@@ -498,6 +665,21 @@ def decode_strings(utf8: np.ndarray, offsets: np.ndarray) -> list[str]:
     """Inverse of ``encode_strings``."""
     raw = utf8.tobytes()
     return [raw[offsets[i] : offsets[i + 1]].decode() for i in range(len(offsets) - 1)]
+
+
+def _records_path(revision: int, name: str) -> str:
+    return name if revision == 0 else f"records/r{revision}/{name}"
+
+
+def _records_digest(capture: Capture, plan: BlockPlan) -> str:
+    doc = [str(capture.root), capture_to_dict(capture, capture.root), plan.to_dict()]
+    return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def _leave_torn_write(root: Path, attrs: Mapping[str, Any]) -> None:
+    """Fault injection: the half-written temporary file a kill inside zarr's atomic write leaves."""
+    text = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": dict(attrs)})
+    (root / f"zarr.{uuid.uuid4().hex}.partial").write_text(text[: len(text) // 2])
 
 
 def _chunks(shape: tuple[int, ...], itemsize: int, target_bytes: int = 4 << 20) -> tuple[int, ...]:

@@ -11,6 +11,9 @@ fixed choice reaches). PSNR and SSIM are means over views, as in ``blocknerf.eva
 
 from __future__ import annotations
 
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,9 +29,16 @@ def evaluate_composite(
     device: Any = None,
     single_blocks: bool = True,
     progress: bool = False,
+    frames: list[Any] | None = None,
+    save_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Composite PSNR/SSIM on a BlockStore's held-out frames (at most ``max_views``, spread evenly
-    over them), and the single-block comparison (see the module docstring)."""
+    over them), and the single-block comparison (see the module docstring).
+
+    ``frames``: evaluate these capture Frames instead (e.g. the held-out views of a new capture).
+    ``save_dir``: also write each view as a PNG, the render left of the captured image; its path
+    (relative to ``save_dir``) is the view's ``"image"``.
+    """
     import torch
     from tqdm import tqdm
 
@@ -42,7 +52,7 @@ def evaluate_composite(
     snap = streamer.snapshot
     if not snap.versions:
         return {"views": 0, "error": "no published blocks"}
-    frames = list(store.capture.test_frames)
+    frames = list(store.capture.test_frames) if frames is None else list(frames)
     if max_views and len(frames) > max_views:
         frames = [frames[int(i)] for i in np.unique(np.linspace(0, len(frames) - 1, max_views).round().astype(int))]
     if not frames:
@@ -64,6 +74,8 @@ def evaluate_composite(
                 "candidates": [b.block_id for b in frame.blocks],
             }
         )
+        if save_dir is not None:
+            per_view[-1]["image"] = _save_side_by_side(Path(save_dir), len(per_view) - 1, f.id, frame.rgb, gt.numpy())
         for b in frame.blocks:
             candidates.setdefault((b.block_id, b.version), None)
         views.append(view)
@@ -100,6 +112,18 @@ def evaluate_composite(
             v["best_block_psnr"] = round(float(table[:, j].max()), 3)
     out["per_view"] = per_view
     return out
+
+
+def _save_side_by_side(directory: Path, index: int, frame_id: str, rgb: np.ndarray, gt: np.ndarray) -> str:
+    """Write render | captured image as ``NNN_<frame>.png`` in ``directory``; its file name."""
+    from blocknerf.images import save_image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    gap = np.ones((gt.shape[0], 2, 3), dtype=np.float32)
+    both = np.concatenate([np.clip(rgb, 0.0, 1.0), gap, gt], axis=1)
+    name = f"{index:03d}_{re.sub(r'[^A-Za-z0-9_.-]+', '_', Path(frame_id).stem)}.png"
+    save_image(directory / name, both)
+    return name
 
 
 __all__ = ["evaluate_composite"]

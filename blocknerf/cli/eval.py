@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--views", type=int, default=0, metavar="N", help="at most N held-out views per block (0: all)")
     p.add_argument("--no-composite", action="store_true", help="skip the composite evaluation")
     p.add_argument("--out", metavar="JSON", help="also write the results to this file")
+    p.add_argument("--renders", metavar="DIR", help="write each composite view beside its captured image as PNG into DIR")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_composite:
         from streaming.evaluation import evaluate_composite
 
-        results["composite"] = evaluate_composite(store, settings.stream, max_views=args.views or None)
+        results["composite"] = evaluate_composite(store, settings.stream, max_views=args.views or None, save_dir=args.renders)
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=2)

@@ -1,4 +1,5 @@
-"""``blocknerf info S.zarr``: blocks, their versions and quality; GeoJSON and map export."""
+"""``blocknerf info S.zarr``: blocks, their versions (dates, why they were made) and quality;
+GeoJSON and map export."""
 
 from __future__ import annotations
 
@@ -18,22 +19,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def block_records(store: Any) -> list[dict[str, Any]]:
-    """Per block: plan summary + published version + every complete version's history."""
+    """Per block: plan summary, the published ``version`` (None before training) and every
+    complete version: its date, why it was made (``reason``: train, update or rollback), what
+    caused it (``caused_by``: the capture and its new frames, or the version rolled back to),
+    whether it was ever published, its steps, warm start, quality and checksum."""
     from blocknerf.geojson import block_rows
 
     manifest = store.manifest()
     rows = block_rows(store.plan)
     for row in rows:
-        published = manifest.version_of(row["id"])
-        row["version"] = published
+        entry = manifest.blocks.get(row["id"])
+        history = set() if entry is None else set(store.published_history(row["id"], entry))
+        row["version"] = None if entry is None else entry.version
+        row["published_at"] = None if entry is None else entry.published_at
         row["versions"] = [
             {
                 "version": v.version,
                 "created": v.created,
-                "published": v.version == published,
+                "published": entry is not None and v.version == entry.version,
+                "was_published": v.version in history,
                 "reason": v.attrs.get("reason", "train"),
-                "caused_by": v.attrs.get("caused_by", []),
+                "caused_by": v.attrs.get("caused_by"),
                 "steps": v.attrs.get("train", {}).get("steps"),
+                "warm_start": (v.attrs.get("train", {}).get("warm_start") or {}).get("version"),
                 "psnr": v.attrs.get("eval", {}).get("psnr"),
                 "ssim": v.attrs.get("eval", {}).get("ssim"),
                 "checksum": v.checksum,
@@ -41,6 +49,19 @@ def block_records(store: Any) -> list[dict[str, Any]]:
             for v in store.versions(row["id"])
         ]
     return rows
+
+
+def describe_cause(version: dict[str, Any]) -> str:
+    """A short account of why a version exists, e.g. ``update: 12 new frames (3 superseded) from X``."""
+    cause = version.get("caused_by") or {}
+    if version["reason"] == "rollback":
+        return f"rollback: copy of v{cause.get('rollback_to', '?')}, replacing v{cause.get('replaced', '?')}"
+    if version["reason"] == "update":
+        superseded = len(cause.get("superseded", []))
+        extra = f" ({superseded} superseded)" if superseded else ""
+        warm = f", warm start from v{version['warm_start']}" if version.get("warm_start") else ""
+        return f"update: {cause.get('count', 0)} new frames{extra} from {cause.get('capture', '?')}{warm}"
+    return version["reason"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             "geo_origin": store.geo_origin,
             "strategy": plan.strategy,
             "manifest_serial": store.manifest().serial,
+            "records": store.manifest().records,
             "blocks": rows,
         }
         print(json.dumps(doc, indent=2))
@@ -84,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
         ("held-out PSNR/SSIM", quality),
     ]
     print(format_table(rows, columns))
-    history = [(r["id"], v) for r in rows for v in r["versions"] if v["reason"] != "train" or v["caused_by"]]
+    history = [(r["id"], v) for r in rows for v in r["versions"] if len(r["versions"]) > 1]
     if history:
-        print("\nversion history:")
+        print("\nversions:")
         for block_id, v in history:
-            cause = f" from {len(v['caused_by'])} new frames" if v["caused_by"] else ""
-            print(f"  {block_id} v{v['version']}  {v['created']}  {v['reason']}{cause}{'  (published)' if v['published'] else ''}")
+            state = "  (published)" if v["published"] else "  (published before)" if v["was_published"] else "  (never published)"
+            print(f"  {block_id} v{v['version']}  {v['created'].replace('T', ' ')}  {describe_cause(v)}{state}")
     if args.geojson:
         print(f"GeoJSON: {args.geojson}")
     if args.map:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 HELP = "check a capture (transforms.json) and summarise frames, splits, intrinsics, extent and geo origin"
 
@@ -21,7 +22,9 @@ def run(args: argparse.Namespace) -> int:
     from blocknerf.inspection import check_images, format_summary, summarize
 
     capture = read_capture(args.capture)
-    with tqdm(total=len(capture.frames), desc="checking images", unit="img", disable=args.json, leave=False) as bar:
+    # A bar only on a terminal: in a log or a pipe its carriage returns would bury the one-line error.
+    quiet = args.json or not sys.stderr.isatty()
+    with tqdm(total=len(capture.frames), desc="checking images", unit="img", disable=quiet, leave=False) as bar:
         check_images(capture, decode=not args.headers_only, progress=bar.update)
     summary = summarize(capture)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))

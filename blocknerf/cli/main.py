@@ -59,6 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"blocknerf {args.command}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # The reader of our output went away (``blocknerf info S --json | head``): not an error.
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except Exception as exc:  # noqa: BLE001 - the last line of defence for a CLI
             if args.debug:
                 raise

@@ -28,10 +28,9 @@ def run(args: argparse.Namespace) -> int:
 
     from blocknerf.blockmap import draw_block_map
     from blocknerf.capture_io import read_capture
-    from blocknerf.cli.settings import resolve
+    from blocknerf.cli.settings import resolve, storable
     from blocknerf.cli.tables import BLOCK_COLUMNS, format_table
     from blocknerf.geojson import block_rows
-    from blocknerf.config import to_dict
     from blocknerf.store import BlockStore
     from partitioning import plan_blocks
 
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             cameras, settings.partition, geo_origin=None if geo is None else (geo.lat, geo.lon, geo.alt),
             progress=lambda done, total: bar.update(done - bar.n),
         )
-    store = BlockStore.create(args.store, plan=plan, capture=capture, config=to_dict(settings), force=args.force)
+    store = BlockStore.create(args.store, plan=plan, capture=capture, config=storable(settings), force=args.force)
     map_path = Path(args.map) if args.map else Path(str(args.store).rstrip("/")).parent / "map.png"
     if "://" not in str(map_path):
         draw_block_map(plan, cameras, map_path, title=f"{Path(str(args.store)).name}: {len(plan)} blocks ({plan.strategy})")

@@ -32,6 +32,18 @@ class Settings:
     stream: StreamConfig = field(default_factory=StreamConfig)
 
 
+PER_RUN_SECTIONS = ("cluster",)
+"""Sections that describe one run, not the city: a store neither records nor reapplies them (a
+store trained once through ``--scheduler ADDR`` must not keep calling that address)."""
+
+
+def storable(settings: Settings) -> dict[str, Any]:
+    """The settings a store records, as a plain document (everything but ``PER_RUN_SECTIONS``)."""
+    from blocknerf.config import to_dict
+
+    return {k: v for k, v in to_dict(settings).items() if k not in PER_RUN_SECTIONS}
+
+
 def add_config_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file of setting overrides (see configs/)")
 
@@ -46,6 +58,7 @@ def resolve(
     """Settings from defaults < ``stored`` < ``--config`` file < ``flags`` (dotted keys, None = unset)."""
     settings = Settings()
     if stored:
+        stored = {k: v for k, v in stored.items() if k not in PER_RUN_SECTIONS}
         settings = replace(settings, stored, where=where_stored)
     if getattr(args, "config", None):
         settings = replace(settings, read_yaml(args.config), where=args.config)

@@ -82,11 +82,13 @@ class SamplerConfig:
     """Start of every ray, in units of the block radius."""
     far: float = 1000.0
     """End of every ray, in units of the block radius (contracted: 1000 r is 0.1% short of the edge)."""
-    min_step: float = 1.0 / 512.0
-    """Smallest step, in units of the block radius."""
-    cone_angle: float = 1.0 / 256.0
+    min_step: float = 1.0 / 128.0
+    """Smallest step, in units of the block radius. Coarser than Instant-NGP's (1/512 of its cube):
+    on a CPU, 4x fewer samples per ray buy more rays per second than the finer steps buy quality
+    (fox_8x, 120 s of training: 20.1 dB at 1/128, less at 1/512)."""
+    cone_angle: float = 1.0 / 64.0
     """Steps grow with distance t as t * cone_angle (Instant-NGP's cone marching)."""
-    contracted_steps: int = 128
+    contracted_steps: int = 32
     """Steps across the contracted shell (beyond the block), uniform in contracted distance."""
     max_samples_per_ray: int = 1024
     """Hard cap on samples emitted per ray."""

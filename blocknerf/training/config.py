@@ -12,11 +12,18 @@ class TrainConfig:
 
     steps: int = 2000
     """Optimisation steps per block."""
+    warm_start_steps: int | None = None
+    """Steps of a run that starts from the block's published version (``blocknerf update``);
+    None: a quarter of ``steps``. Not part of a block's fingerprint: a block updated this way
+    counts as trained for its current frames."""
     time_budget_s: float | None = None
     """Stop a block after this many seconds of training even if steps remain (None: no limit)."""
-    samples_per_step: int = 1 << 17
-    """Target samples (after skipping) per step; the number of rays adapts to reach it."""
-    min_rays: int = 256
+    samples_per_step: int = 1 << 13
+    """Target samples (after skipping) per step; the number of rays adapts to reach it. Small: on a
+    CPU, many small steps learn far faster per second than few large ones (tiny city, 40 s of
+    training: 16.5 dB at 2^17 samples per step, 20.8 dB at 2^14, 22.3 dB at 2^13; on a GPU raise it
+    to 2^18 and more)."""
+    min_rays: int = 64
     """Fewest rays per step."""
     max_rays: int = 16384
     """Most rays per step."""
@@ -35,6 +42,10 @@ class TrainConfig:
     background: Literal["random", "black", "white"] = "random"
     """Colour behind what a ray's samples cover, in training. Random colours (Instant-NGP) make
     transparency useless for fitting the images, so density cannot collapse to a black void."""
+    distortion_weight: float = 0.0
+    """Weight of mip-NeRF 360's distortion loss, which pulls each ray's weights together. Off by
+    default: on the synthetic city it slowed early training (tiny city, 200 steps: 17.8 dB with
+    0.002, 18.1 dB without)."""
     visibility_weight: float = 0.1
     """Weight of the visibility head's loss."""
     checkpoint_every_s: float = 60.0
@@ -51,6 +62,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.steps < 1:
             raise ValueError("steps must be at least 1")
+        if self.warm_start_steps is not None and self.warm_start_steps < 1:
+            raise ValueError("warm_start_steps must be at least 1 (or null: a quarter of steps)")
         if not 1 <= self.min_rays <= self.max_rays:
             raise ValueError("need 1 <= min_rays <= max_rays")
         if self.lr <= 0 or not 0 < self.lr_final_ratio <= 1:

@@ -1,0 +1,32 @@
+"""``blocknerf rollback S.zarr BLOCK [--to V]``: publish an older version of a block again."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "publish an older version of a block again (default: the one published before the current one)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="block store (path or fsspec URL)")
+    p.add_argument("block", help="block id (see `blocknerf info`)")
+    p.add_argument("--to", type=int, metavar="V", help="version to publish again (default: the previously published one)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from blocknerf.errors import StoreError
+    from blocknerf.store import BlockStore
+    from blocknerf.updating import rollback_block
+
+    store = BlockStore.open(args.store, writable=True)
+    if args.block not in store.plan.ids:
+        raise StoreError(args.store, f"no block {args.block} in the plan (blocks: {', '.join(store.plan.ids)})")
+    replaced = store.manifest().version_of(args.block)
+    version, source = rollback_block(store, args.block, args.to)
+    if args.json:
+        print(json.dumps({"block": args.block, "version": version, "copy_of": source, "replaced": replaced}, indent=2))
+    else:
+        print(f"{args.block}: published v{version}, a copy of v{source} (replacing v{replaced})")
+    return 0

@@ -1,0 +1,88 @@
+"""``blocknerf update S.zarr NEW_CAPTURE``: merge a re-capture, retrain only the blocks it changed,
+publish them atomically."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from blocknerf.cli.settings import add_config_argument
+from blocknerf.cli.train import add_training_arguments, progress_board, trained_line, training_flags
+
+HELP = "merge a new capture of part of the city into a store, retrain only the blocks it changed, publish atomically"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", help="block store (path or fsspec URL reachable by every worker)")
+    p.add_argument("capture", metavar="NEW_CAPTURE", help="transforms.json of the new frames, or the directory holding it")
+    add_config_argument(p)
+    add_training_arguments(
+        p, steps_help="steps of each retraining (default: train.warm_start_steps, or train.steps with --from-scratch); "
+        "like --time-budget, it bounds this update's runs and does not change the store's settings",
+    )
+    p.add_argument(
+        "--from-scratch", action="store_true", help="retrain affected blocks from a random start, not from their published versions"
+    )
+    p.add_argument("--force", action="store_true", help="retrain the affected blocks even if they are up to date")
+    p.add_argument("--supersede-distance", type=float, metavar="M",
+                   help="frames at most M apart (and looking the same way) are of the same place (default: 2%% of the median block radius)")
+    p.add_argument("--supersede-angle", type=float, metavar="DEG", help="... and their viewing directions at most DEG apart (default 15)")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from blocknerf.capture_io import read_capture, transforms_path
+    from blocknerf.cli.settings import resolve, storable
+    from blocknerf.config import replace
+    from blocknerf.store import BlockStore
+    from blocknerf.training.trainer import run_config
+    from blocknerf.updating import UpdateConfig, prepare_update, run_update
+
+    store = BlockStore.open(args.store, writable=True)
+    settings = resolve(args, training_flags(args), stored=store.config, where_stored=f"{args.store} (stored config)")
+    flags = {"supersede_distance_m": args.supersede_distance, "supersede_angle_deg": args.supersede_angle}
+    update_cfg = replace(UpdateConfig(), {k: v for k, v in flags.items() if v is not None}, where="command line")
+    overrides = {k: v for k, v in {"steps": args.steps, "time_budget_s": args.time_budget}.items() if v is not None}
+    run_config(settings.train, warm=not args.from_scratch, overrides=overrides)  # bad values fail here, before any work
+    capture_path = str(transforms_path(args.capture).resolve())
+    capture = read_capture(args.capture)
+    prepared = prepare_update(store.url, capture, update_cfg, capture_path=capture_path)
+    merge = prepared.merge
+    if not args.json:
+        print(
+            f"{capture_path}: {len(capture)} frames, {len(merge.added)} new, {len(merge.known)} recorded before; "
+            f"{len(merge.superseded)} frames superseded by newer ones of the same place"
+        )
+        print(f"affected blocks: {', '.join(prepared.affected) or 'none'}")
+    board, on_cluster = progress_board(len(prepared.affected), quiet=args.json)
+    try:
+        report = run_update(
+            prepared, settings.model, settings.train, settings.cluster,
+            from_scratch=args.from_scratch, force=args.force, overrides=overrides,
+            config=storable(settings), sink=board, on_cluster=on_cluster,
+        )
+    finally:
+        board.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        for block_id, why in report.train.skipped.items():
+            print(f"{block_id}: {why}")
+        for block_id, version in report.train.trained.items():
+            verb = "published" if block_id in report.published else "written, not published,"
+            print(trained_line(block_id, version, report.train.stats.get(block_id, {}), verb=verb))
+        for block_id, error in report.train.failed.items():
+            print(f"{block_id}: FAILED: {error}")
+        if report.manifest_serial is not None:
+            print(f"published {len(report.published)} blocks (manifest serial {report.manifest_serial}) in {report.seconds:.0f} s")
+        elif report.ok:
+            print("nothing to publish: the store is up to date with this capture")
+    if not report.ok:
+        print(
+            f"blocknerf update: {len(report.train.failed)} of {len(prepared.affected)} blocks failed; nothing was published "
+            "(run the update again to retry: finished blocks are reused)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

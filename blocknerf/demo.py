@@ -1,0 +1,283 @@
+"""The whole pipeline on the built-in synthetic city, as ``blocknerf demo`` (and ``make demo``) runs it.
+
+Every stage is the ``blocknerf`` subcommand a user would type, run in this process with the same
+arguments, and printed first, so that the demo doubles as a tour of the command line:
+
+    synth -> partition -> train (local dask cluster) -> eval -> render (flythrough) -> info (GeoJSON)
+    -> synth --change -> update (retrains the blocks the change touches) -> report.html
+
+What each preset trains is bounded by time (``train.time_budget_s`` per block), so the demo takes
+about as long on any machine; its quality is what that time buys on the machine it runs on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blocknerf.errors import BlockNerfError, ConfigError
+from blocknerf.report import format_duration, screenshot, write_report
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPreset:
+    """How big the demo city is and how long each stage may take."""
+
+    name: str
+    grid: str
+    """Driven city blocks, east x north (``synth --grid``)."""
+    size: str
+    """Captured image size (``synth --size``)."""
+    blocks: int
+    """Blocks the capture is split into (k-means of the camera positions, overlapping)."""
+    train_s: float
+    """Training time per block, seconds."""
+    update_s: float
+    """Training time per block the change touches (warm start from the published version)."""
+    eval_views: int
+    """Held-out views of the composite evaluation (spread over the city)."""
+    flythrough_frames: int
+    flythrough_size: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Further setting overrides (the sections of a ``--config`` file)."""
+
+    def config(self) -> dict[str, Any]:
+        """The demo's settings as a ``--config`` document."""
+        doc: dict[str, Any] = {
+            "partition": {"strategy": "clusters", "clusters": self.blocks, "min_frames": 1},
+            # Bounded by time, not steps; a short warm-up, as a run is a few hundred steps at most.
+            "train": {"steps": 100_000, "time_budget_s": self.train_s, "warmup_steps": 10, "eval_views": 2, "checkpoint_every_s": 30.0},
+        }
+        for section, values in self.settings.items():
+            doc.setdefault(section, {}).update(values)
+        return doc
+
+
+PRESETS = {
+    "full": DemoPreset(
+        name="full",
+        grid="2x2",
+        size="160x120",
+        blocks=4,
+        train_s=150.0,
+        update_s=60.0,
+        eval_views=8,
+        flythrough_frames=72,
+        flythrough_size="240x180",
+    ),
+    "quick": DemoPreset(
+        name="quick",
+        grid="1x1",
+        size="96x72",
+        blocks=2,
+        train_s=40.0,
+        update_s=15.0,
+        eval_views=3,
+        flythrough_frames=16,
+        flythrough_size="96x72",
+        settings={
+            "model": {
+                "hashgrid": {"log2_table_size": 16, "levels": 12, "max_resolution": 1024},
+                "occupancy": {"resolution": 64},
+            },
+            "stream": {"visibility_size": 24, "match": {"steps": 20, "views": 3, "width": 32}},
+        },
+    ),
+}
+
+
+@dataclass(slots=True)
+class Stage:
+    """One stage of the demo: its title, the command it ran and how long it took."""
+
+    title: str
+    argv: list[str]
+    seconds: float = 0.0
+    exit_code: int | None = None
+
+    @property
+    def command(self) -> str:
+        return "blocknerf " + " ".join(shlex.quote(a) for a in self.argv)
+
+
+class DemoRun:
+    """Runs the stages of one demo into ``out``, printing each before it starts."""
+
+    def __init__(self, out: Path, preset: DemoPreset, *, workers: int | None, total: int, echo: Callable[[str], None]) -> None:
+        self.out = out
+        self.preset = preset
+        self.workers = workers
+        self.total = total
+        self.echo = echo
+        self.stages: list[Stage] = []
+
+    def run(self, title: str, argv: Sequence[str]) -> Stage:
+        """Run ``blocknerf ARGV`` as a stage; a failing stage stops the demo with its exit code."""
+        from blocknerf.cli.main import main
+
+        stage = Stage(title, [str(a) for a in argv])
+        self.stages.append(stage)
+        self.echo(f"\n[{len(self.stages)}/{self.total}] {title}\n$ {stage.command}")
+        began = time.perf_counter()
+        stage.exit_code = main(stage.argv)
+        stage.seconds = time.perf_counter() - began
+        if stage.exit_code != 0:
+            raise DemoStageFailed(stage)
+        return stage
+
+    def step(self, title: str, work: Callable[[], Any]) -> Any:
+        """Run a stage that is not a subcommand (its work is a function of this module)."""
+        stage = Stage(title, [])
+        self.stages.append(stage)
+        self.echo(f"\n[{len(self.stages)}/{self.total}] {title}")
+        began = time.perf_counter()
+        result = work()
+        stage.seconds = time.perf_counter() - began
+        stage.exit_code = 0
+        return result
+
+    def cluster_args(self) -> list[str]:
+        return [] if self.workers is None else ["--workers", str(self.workers)]
+
+
+class DemoStageFailed(BlockNerfError):
+    """A stage of the demo exited non-zero (its own message was printed already)."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(f"stage '{stage.title}' failed (exit {stage.exit_code}): {stage.command}")
+        self.stage = stage
+
+
+def run_demo(
+    out: str | os.PathLike[str],
+    *,
+    preset: DemoPreset = PRESETS["full"],
+    workers: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole pipeline into ``out`` (created; an earlier demo there is replaced) and write
+    ``report.html``; returns the report's facts (also written as ``demo.json``)."""
+    import yaml
+
+    out = Path(out)
+    _prepare(out)
+    config = out / "demo.yaml"
+    config.write_text(f"# Settings of `blocknerf demo` ({preset.name}); pass to any command with --config.\n" + yaml.safe_dump(preset.config(), sort_keys=False))
+    city, changed, store = out / "capture", out / "capture_changed", out / "city.zarr"
+    demo = DemoRun(out, preset, workers=workers, total=11, echo=echo)
+    began = time.perf_counter()
+
+    demo.run("synthesise the city", ["synth", city, "--grid", preset.grid, "--size", preset.size, "--config", config])
+    demo.run(
+        f"split the capture into {preset.blocks} overlapping blocks",
+        ["partition", city, "--store", store, "--config", config, "--map", out / "map.png"],
+    )
+    demo.run(f"train every block on a local dask cluster ({preset.train_s:.0f} s each)", ["train", store, *demo.cluster_args()])
+    demo.run(
+        "evaluate held-out views: each block, and the streamed composite",
+        ["eval", store, "--views", preset.eval_views, "--out", out / "eval.json", "--renders", out / "heldout"],
+    )
+    demo.run(
+        "render a flythrough along the drive, streaming blocks by proximity",
+        ["render", store, "--auto", "--frames", preset.flythrough_frames, "--size", preset.flythrough_size,
+         "--out", out / "flythrough.mp4", "--frames-dir", out / "flythrough_frames", "--stats", out / "flythrough_stats.json", "--write-path", out / "camera_path.json"],
+    )
+    demo.run("export the block footprints as GeoJSON", ["info", store, "--geojson", out / "blocks.geojson"])
+    demo.run(
+        "the city changes: a new building and road works, re-captured around them",
+        ["synth", changed, "--grid", preset.grid, "--size", preset.size, "--config", config, "--change"],
+    )
+    before = demo.step("render the changed area before the update", lambda: _changed_views(store, changed, out / "update" / "before"))
+    demo.run(
+        f"update: retrain only the blocks the change touches ({preset.update_s:.0f} s each)",
+        ["update", store, changed, "--time-budget", preset.update_s, *demo.cluster_args()],
+    )
+    after = demo.step("render the changed area after the update", lambda: _changed_views(store, changed, out / "update" / "after"))
+
+    facts = _facts(demo, store, before, after, time.perf_counter() - began)
+    (out / "demo.json").write_text(json.dumps(facts, indent=2))
+    report = demo.step("write the report", lambda: write_report(out, facts))
+    shot = screenshot(report, out / "report.png")
+    echo(f"\ndemo finished in {format_duration(time.perf_counter() - began)}: open {report}")
+    echo(f"a picture of the report: {shot}" if shot else "(install chromium to also get report.png, a picture of the report)")
+    return facts
+
+
+def _prepare(out: Path) -> None:
+    """Make ``out`` ready: new, empty, or an earlier demo (whose outputs are replaced)."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(None, f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "demo.yaml").exists():
+        raise ConfigError(None, f"{out}: not empty and not an earlier demo; choose a new directory")
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def _changed_views(store_url: Path, changed: Path, save_dir: Path) -> dict[str, Any]:
+    """The composite on the new capture's held-out views (the new state of the city)."""
+    from blocknerf.capture_io import read_capture
+    from blocknerf.cli.settings import Settings
+    from blocknerf.config import replace
+    from blocknerf.store import BlockStore
+    from streaming.evaluation import evaluate_composite
+
+    store = BlockStore.open(store_url)
+    settings = replace(Settings(), store.config, where=f"{store_url} (stored config)")
+    frames = list(read_capture(changed).test_frames)
+    result = evaluate_composite(store, settings.stream, frames=frames, max_views=4, single_blocks=False, save_dir=save_dir)
+    result["published"] = {block_id: entry.version for block_id, entry in store.manifest().blocks.items()}
+    print(f"  composite on {result.get('views', 0)} views of the changed area: {result.get('psnr', float('nan')):.2f} dB")
+    return result
+
+
+def _facts(demo: DemoRun, store_url: Path, before: dict[str, Any], after: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON."""
+    from blocknerf.store import BlockStore
+
+    out = demo.out
+    store = BlockStore.open(store_url)
+    plan = store.plan
+    blocks = []
+    for spec in plan.blocks:
+        versions = [_plain(dataclasses.asdict(v)) for v in store.versions(spec.id)]
+        blocks.append(
+            {
+                "id": spec.id,
+                "center": [round(float(c), 2) for c in spec.center],
+                "radius_m": round(float(spec.radius_m), 2),
+                "frames": len(spec.frames),
+                "published": store.manifest().version_of(spec.id),
+                "versions": versions,
+            }
+        )
+    return {
+        "preset": demo.preset.name,
+        "seconds": round(seconds, 1),
+        "stages": [{"title": s.title, "command": s.command if s.argv else None, "seconds": round(s.seconds, 2)} for s in demo.stages],
+        "eval": json.loads((out / "eval.json").read_text()),
+        "flythrough": json.loads((out / "flythrough_stats.json").read_text()) if (out / "flythrough_stats.json").exists() else None,
+        "blocks": blocks,
+        "update": {"before": before, "after": after},
+        "files": sorted(p.name for p in out.iterdir()),
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists and anything JSON cannot hold as its string."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
