@@ -27,6 +27,9 @@ class LLA:
     alt: float = 0.0
 
     def __post_init__(self) -> None:
+        # Plain floats: numpy scalars would reach PROJ strings as "np.float64(...)" (see GeoFrame).
+        for name in ("lat", "lon", "alt"):
+            object.__setattr__(self, name, float(getattr(self, name)))
         if not all(math.isfinite(v) for v in (self.lat, self.lon, self.alt)):
             raise ValueError(f"non-finite coordinate in {self}")
         if not -90.0 <= self.lat <= 90.0:

@@ -148,10 +148,17 @@ def _flythrough_section(out: Path, stats: Mapping[str, Any] | None) -> str:
     if stats:
         s = stats.get("summary", stats)
         bits = []
-        for key, label in (("frames", "frames"), ("fps", "frames/s"), ("peak_loaded_bytes", "peak block memory"), ("loads", "block loads")):
+        for key, label in (("frames", "frames"), ("frames_per_s", "frames/s"), ("blocks_per_frame_mean", "blocks per frame"),
+                           ("hit_rate", "cache hit rate"), ("peak_cache_bytes", "peak block memory"), ("budget_bytes", "budget")):
             if key in s:
                 value = s[key]
-                bits.append(f"{label}: {_bytes(value) if 'bytes' in key else _num(value, 2)}")
+                bits.append(f"{label} {_bytes(value) if 'bytes' in key else _num(value, 0 if key == 'frames' else 2)}")
+        pop = s.get("pop") or {}
+        if pop.get("switches"):
+            bits.append(
+                f"frame-to-frame change at the {pop['switches']} block switches at most {_num(pop.get('max_change_at_switch'), 3)}, "
+                f"elsewhere up to {_num(pop.get('max_change_elsewhere'), 3)}"
+            )
         summary = " · ".join(bits)
     return (
         "<section><h2>Flythrough</h2><p class='sub'>An automatic path along the drive, rendered while blocks stream "

@@ -54,7 +54,7 @@ def _facts(out: Path) -> dict:
             "composite": {"views": 3, "psnr": 22.126, "ssim": 0.64, "best_block": "b0", "best_block_psnr": 21.9, "oracle_block_psnr": 22.4,
                           "per_view": [{"frame": "images/a.png", "psnr": 22.0, "ssim": 0.6, "blocks": [{"id": "b0", "weight": 0.7}], "image": "000_a.png"}]},
         },
-        "flythrough": {"summary": {"frames": 16, "fps": 0.5}},
+        "flythrough": {"summary": {"frames": 16, "frames_per_s": 0.5, "peak_cache_bytes": 3 << 20}},
         "blocks": [
             {"id": "b0", "center": [0, 0, 0], "radius_m": 60.0, "frames": 400, "published": 2, "versions": []},
             {"id": "b1", "center": [60, 0, 0], "radius_m": 60.0, "frames": 390, "published": 1, "versions": []},
@@ -70,7 +70,7 @@ def _facts(out: Path) -> dict:
 def test_the_report_shows_the_measured_figures_and_links_only_files_that_exist(tmp_path):
     facts = _facts(tmp_path)
     page = write_report(tmp_path, facts).read_text()
-    for figure in ("22.13 dB", "21.50 dB", "20.25 dB", "0.640", "14.50 dB before, 19.75 dB after", "2 min 52 s", "1 min 01 s"):
+    for figure in ("22.13 dB", "21.50 dB", "20.25 dB", "0.640", "frames/s 0.50", "peak block memory 3.0 MiB", "14.50 dB before, 19.75 dB after", "2 min 52 s", "1 min 01 s"):
         assert figure in page, figure
     # The block the update retrained is marked new; the other is not.
     assert re.search(r"class='tag new'>b0 v2<", page) and re.search(r"class='tag'>b1 v1<", page)

@@ -227,3 +227,14 @@ def test_lla_from_dict_rejects_bad_input(data: object, problem: str) -> None:
     with pytest.raises(InputError, match=problem) as info:
         LLA.from_dict(data, where="capture.json: geo_origin")
     assert str(info.value).startswith("capture.json: geo_origin: ")
+
+
+def test_numpy_scalar_origins_give_the_same_frame_as_floats():
+    """PROJ strings are built from the origin's repr: numpy scalars must not leak into them."""
+    from blocknerf.geo import LLA, GeoFrame
+
+    plain = GeoFrame(LLA(37.7764, -122.4346, 12.0))
+    numpy = GeoFrame(LLA(np.float64(37.7764), np.float64(-122.4346), np.float32(12.0)))
+    point = np.array([[37.7773, -122.4330, 15.0]])
+    np.testing.assert_allclose(numpy.lla_to_enu(point), plain.lla_to_enu(point), atol=1e-6)
+    assert type(numpy.origin.lat) is float

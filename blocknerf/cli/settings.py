@@ -16,6 +16,7 @@ from blocknerf.config import dotted_to_nested, read_yaml, replace
 from blocknerf.model.config import ModelConfig
 from blocknerf.synth.config import SynthConfig
 from blocknerf.training.config import TrainConfig
+from blocknerf.updating.config import UpdateConfig
 from partitioning import PartitionConfig
 from streaming.config import StreamConfig
 
@@ -30,6 +31,7 @@ class Settings:
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
 PER_RUN_SECTIONS = ("cluster",)

@@ -34,15 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from blocknerf.capture_io import read_capture, transforms_path
     from blocknerf.cli.settings import resolve, storable
-    from blocknerf.config import replace
     from blocknerf.store import BlockStore
     from blocknerf.training.trainer import run_config
-    from blocknerf.updating import UpdateConfig, prepare_update, run_update
+    from blocknerf.updating import prepare_update, run_update
 
     store = BlockStore.open(args.store, writable=True)
-    settings = resolve(args, training_flags(args), stored=store.config, where_stored=f"{args.store} (stored config)")
-    flags = {"supersede_distance_m": args.supersede_distance, "supersede_angle_deg": args.supersede_angle}
-    update_cfg = replace(UpdateConfig(), {k: v for k, v in flags.items() if v is not None}, where="command line")
+    flags = {
+        **training_flags(args),
+        "update.supersede_distance_m": args.supersede_distance,
+        "update.supersede_angle_deg": args.supersede_angle,
+    }
+    settings = resolve(args, flags, stored=store.config, where_stored=f"{args.store} (stored config)")
+    update_cfg = settings.update
     overrides = {k: v for k, v in {"steps": args.steps, "time_budget_s": args.time_budget}.items() if v is not None}
     run_config(settings.train, warm=not args.from_scratch, overrides=overrides)  # bad values fail here, before any work
     capture_path = str(transforms_path(args.capture).resolve())
