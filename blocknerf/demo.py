@@ -66,10 +66,10 @@ PRESETS = {
         grid="2x2",
         size="160x120",
         blocks=4,
-        train_s=120.0,
+        train_s=100.0,
         update_s=45.0,
-        eval_views=4,
-        flythrough_frames=36,
+        eval_views=3,
+        flythrough_frames=30,
         flythrough_size="160x120",
     ),
     "quick": DemoPreset(
