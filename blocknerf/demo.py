@@ -122,25 +122,22 @@ class DemoRun:
         """Run ``blocknerf ARGV`` as a stage; a failing stage stops the demo with its exit code."""
         from blocknerf.cli.main import main
 
-        stage = Stage(title, [str(a) for a in argv])
-        self.stages.append(stage)
-        self.echo(f"\n[{len(self.stages)}/{self.total}] {title}\n$ {stage.command}")
-        began = time.perf_counter()
-        stage.exit_code = main(stage.argv)
-        stage.seconds = time.perf_counter() - began
-        if stage.exit_code != 0:
+        words = [str(a) for a in argv]
+        code = self.step(title, lambda: main(words), argv=words)
+        stage = self.stages[-1]
+        stage.exit_code = code
+        if code != 0:
             raise DemoStageFailed(stage)
         return stage
 
-    def step(self, title: str, work: Callable[[], Any]) -> Any:
-        """Run a stage that is not a subcommand (its work is a function of this module)."""
-        stage = Stage(title, [])
+    def step(self, title: str, work: Callable[[], Any], *, argv: Sequence[str] = ()) -> Any:
+        """Run ``work`` as a stage (``argv``: the subcommand it runs, if any), timed; its result."""
+        stage = Stage(title, list(argv))
         self.stages.append(stage)
-        self.echo(f"\n[{len(self.stages)}/{self.total}] {title}")
+        self.echo(f"\n[{len(self.stages)}/{self.total}] {title}" + (f"\n$ {stage.command}" if stage.argv else ""))
         began = time.perf_counter()
         result = work()
         stage.seconds = time.perf_counter() - began
-        stage.exit_code = 0
         return result
 
     def cluster_args(self) -> list[str]:
@@ -226,13 +223,12 @@ def _prepare(out: Path) -> None:
 def _changed_views(store_url: Path, changed: Path, save_dir: Path) -> dict[str, Any]:
     """The composite on the new capture's held-out views (the new state of the city)."""
     from blocknerf.capture_io import read_capture
-    from blocknerf.cli.settings import Settings
-    from blocknerf.config import replace
+    from blocknerf.cli.settings import stored_settings
     from blocknerf.store import BlockStore
     from streaming.evaluation import evaluate_composite
 
     store = BlockStore.open(store_url)
-    settings = replace(Settings(), store.config, where=f"{store_url} (stored config)")
+    settings = stored_settings(store.config, where=f"{store_url} (stored config)")
     frames = list(read_capture(changed).test_frames)
     result = evaluate_composite(store, settings.stream, frames=frames, max_views=4, single_blocks=False, save_dir=save_dir)
     result["published"] = {block_id: entry.version for block_id, entry in store.manifest().blocks.items()}

@@ -27,7 +27,7 @@ import numpy as np
 
 from streaming.blend import normalise, visibility_factors
 from streaming.protocol import BlockKey, CameraView, RenderableBlock
-from streaming.streamer import BlockStreamer, Selection, Snapshot
+from streaming.streamer import BlockStreamer, Snapshot
 
 if TYPE_CHECKING:
     import torch

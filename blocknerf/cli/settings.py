@@ -46,6 +46,13 @@ def storable(settings: Settings) -> dict[str, Any]:
     return {k: v for k, v in to_dict(settings).items() if k not in PER_RUN_SECTIONS}
 
 
+def stored_settings(stored: Mapping[str, Any] | None, *, where: str = "store") -> Settings:
+    """The defaults overridden by a store's recorded settings (its per-run sections ignored)."""
+    if not stored:
+        return Settings()
+    return replace(Settings(), {k: v for k, v in stored.items() if k not in PER_RUN_SECTIONS}, where=where)
+
+
 def add_config_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file of setting overrides (see configs/)")
 
@@ -58,10 +65,7 @@ def resolve(
     where_stored: str = "store",
 ) -> Settings:
     """Settings from defaults < ``stored`` < ``--config`` file < ``flags`` (dotted keys, None = unset)."""
-    settings = Settings()
-    if stored:
-        stored = {k: v for k, v in stored.items() if k not in PER_RUN_SECTIONS}
-        settings = replace(settings, stored, where=where_stored)
+    settings = stored_settings(stored, where=where_stored)
     if getattr(args, "config", None):
         settings = replace(settings, read_yaml(args.config), where=args.config)
     if flags:
