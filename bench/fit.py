@@ -25,11 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from blocknerf.capture_io import read_capture  # noqa: E402
+from blocknerf.capture.transforms import read_capture  # noqa: E402
 from blocknerf.cli.settings import Settings  # noqa: E402
 from blocknerf.config import read_yaml, replace, to_dict  # noqa: E402
 from blocknerf.errors import CaptureWarning  # noqa: E402
-from blocknerf.evaluation import evaluate_views  # noqa: E402
+from blocknerf.evaluation.views import evaluate_views  # noqa: E402
 from blocknerf.store import BlockStore  # noqa: E402
 from blocknerf.training.trainer import train_block  # noqa: E402
 from partitioning import plan_blocks  # noqa: E402
@@ -104,7 +104,7 @@ def main() -> int:
 
     began = time.perf_counter()
     result = train_block(spec, capture, settings.model, train_cfg, store, far_m=plan.far_m, probe=probe)
-    from blocknerf.block import load_block
+    from blocknerf.model.block import load_block
 
     block = load_block(store, spec.id, version=result.version)
     final = evaluate_views(block, tests)

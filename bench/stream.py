@@ -72,8 +72,8 @@ def write_city(path: Path, blocks: int) -> dict[str, Any]:
     """A store of ``blocks`` untrained full-size blocks on a square grid; returns facts about it."""
     import torch
 
-    from blocknerf.block import BlockModel
-    from blocknerf.capture import Capture, Frame, Intrinsics
+    from blocknerf.model.block import BlockModel
+    from blocknerf.capture.frames import Capture, Frame, Intrinsics
     from blocknerf.model.bounds import BlockBounds
     from blocknerf.model.config import ModelConfig
     from blocknerf.model.field import BlockField
@@ -174,9 +174,9 @@ def child_fps(store: str, repeats: int, threads: int) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(threads)
 
-    from blocknerf.capture import Intrinsics
+    from blocknerf.capture.frames import Intrinsics
     from blocknerf.model.marching import march
-    from blocknerf.rays import image_rays
+    from blocknerf.capture.rays import image_rays
     from blocknerf.store import BlockStore
     from partitioning.layouts import heading_poses
     from streaming.compositor import Compositor

@@ -41,13 +41,13 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from blocknerf.block import load_block  # noqa: E402
-from blocknerf.capture import Capture  # noqa: E402
+from blocknerf.model.block import load_block  # noqa: E402
+from blocknerf.capture.frames import Capture  # noqa: E402
 from blocknerf.cli.settings import Settings  # noqa: E402
-from blocknerf.cluster import ClusterConfig, train_blocks  # noqa: E402
+from blocknerf.training.cluster import ClusterConfig, train_blocks  # noqa: E402
 from blocknerf.config import replace, to_dict  # noqa: E402
 from blocknerf.errors import CaptureWarning  # noqa: E402
-from blocknerf.evaluation import evaluate_views  # noqa: E402
+from blocknerf.evaluation.views import evaluate_views  # noqa: E402
 from blocknerf.store import BlockStore  # noqa: E402
 from blocknerf.synth import synthesize  # noqa: E402
 from blocknerf.training.trainer import run_steps  # noqa: E402
@@ -190,7 +190,7 @@ def main() -> int:
 def changed_area(changed: Capture, change_json: Path, out: Path) -> Capture:
     """The frames of the change capture around its first changed region (the new building),
     written as a capture of their own at ``out``."""
-    from blocknerf.capture_io import read_capture, write_capture
+    from blocknerf.capture.transforms import read_capture, write_capture
 
     region = json.loads(change_json.read_text())["regions"][0]
     centre, reach = np.array(region["centre_xy"]), region["radius_m"] + AREA_MARGIN_M

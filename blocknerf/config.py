@@ -104,6 +104,22 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+"""Named presets shipped with blocknerf: ``presets/<name>.yaml``."""
+
+
+def preset_names() -> tuple[str, ...]:
+    """Names of the shipped presets."""
+    return tuple(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    """A shipped preset (``presets/<name>.yaml``) as a mapping; ConfigError for an unknown name."""
+    if name not in preset_names():
+        raise ConfigError(None, f"no preset named {name!r} (presets: {', '.join(preset_names())})")
+    return read_yaml(PRESETS_DIR / f"{name}.yaml")
+
+
 def write_yaml(cfg: Any, path: str | Path) -> None:
     """Write the fully resolved config beside an output, so a run can be reproduced."""
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 
 class TrainBoard:
-    """Turns progress events (see blocknerf.cluster) into terminal progress bars.
+    """Turns progress events (see blocknerf.training.cluster) into terminal progress bars.
 
     The overall bar counts finished blocks and names how many are running or failed; each running
     block has a bar of its steps with loss, PSNR and rays/s. Events may come from any thread.

@@ -13,10 +13,7 @@ the composite's held-out evaluation. Importing this package is cheap: names load
 torch only with the modules that render.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from blocknerf.lazy import lazy_exports
 
 _EXPORTS = {
     "AppearanceTable": "streaming.appearance",
@@ -52,16 +49,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'streaming' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

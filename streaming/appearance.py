@@ -29,8 +29,8 @@ from streaming.protocol import BlockKey, CameraView
 if TYPE_CHECKING:
     import torch
 
-    from blocknerf.block import BlockModel
-    from blocknerf.capture import Capture
+    from blocknerf.model.block import BlockModel
+    from blocknerf.capture.frames import Capture
     from partitioning import BlockPlan, BlockSpec
     from streaming.config import MatchConfig
 
@@ -200,7 +200,7 @@ def overlap_views(a: BlockSpec, b: BlockSpec, capture: Capture, *, count: int, w
             height = max(2, round(width * k.height / k.width))
             views.append(CameraView(f.c2w, k.scaled(width, height), frame_id=f.id))
         return views
-    from blocknerf.capture import Intrinsics
+    from blocknerf.capture.frames import Intrinsics
     from partitioning.layouts import heading_poses
 
     heights = capture.positions()[:, 2] if len(capture.frames) else np.array([0.5 * (a.z_min + a.z_max)])
@@ -235,7 +235,7 @@ def optimise_code(
     import torch
 
     from blocknerf.model.renderer import Rays
-    from blocknerf.rays import image_rays
+    from blocknerf.capture.rays import image_rays
 
     assert block.field.appearance is not None, "the block has no appearance codes"
     device = block.device
@@ -299,9 +299,9 @@ def match_appearance(
     hears about each block as it is done."""
     import torch
 
-    from blocknerf.block import load_block
+    from blocknerf.model.block import load_block
     from blocknerf.model.renderer import Rays
-    from blocknerf.rays import image_rays
+    from blocknerf.capture.rays import image_rays
 
     plan, capture, manifest = store.plan, store.capture, store.manifest()
     published = {b: p.version for b, p in manifest.blocks.items() if b in set(plan.ids)}

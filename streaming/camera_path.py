@@ -95,7 +95,7 @@ class CameraPath:
 
     def view(self, i: int, size: tuple[int, int]) -> CameraView:
         """Frame ``i`` as a camera of ``size`` (width, height) pixels (vertical fov kept)."""
-        from blocknerf.capture import Intrinsics
+        from blocknerf.capture.frames import Intrinsics
 
         w, h = size
         f = 0.5 * h / math.tan(0.5 * math.radians(float(self.fov_y_deg[i])))
@@ -210,7 +210,7 @@ def _lerp(x: np.ndarray, y: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def _matrix(entry: Any, key: str, label: str, where: str) -> np.ndarray:
-    from blocknerf.capture import pose_problem
+    from blocknerf.capture.frames import pose_problem
 
     if not isinstance(entry, dict) or key not in entry:
         raise InputError(where, f"{label}: missing '{key}'")

@@ -32,7 +32,7 @@ from streaming.streamer import BlockStreamer, Snapshot
 if TYPE_CHECKING:
     import torch
 
-    from blocknerf.capture import Intrinsics
+    from blocknerf.capture.frames import Intrinsics
     from blocknerf.model.renderer import RenderResult
 
 
@@ -221,7 +221,7 @@ class Compositor:
         import torch
 
         from blocknerf.model.renderer import Rays, RenderResult
-        from blocknerf.rays import image_rays
+        from blocknerf.capture.rays import image_rays
 
         device = getattr(block, "device", torch.device("cpu"))
         origins, dirs, _ = image_rays(np.array(view.c2w), view.intrinsics, device)

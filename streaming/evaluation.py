@@ -6,7 +6,7 @@ codes; the frame's recorded exposure) and compared with the captured image. For 
 block that is a candidate for at least one of these views renders all of them on its own (with the
 same appearance code): ``best_block_psnr`` is the best such block's mean PSNR over the views, and
 ``oracle_block_psnr`` the mean over views of the best candidate for each view (a bound no single
-fixed choice reaches). PSNR and SSIM are means over views, as in ``blocknerf.evaluation``.
+fixed choice reaches). PSNR and SSIM are means over views, as in ``blocknerf.evaluation.views``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def evaluate_composite(
     import torch
     from tqdm import tqdm
 
-    from blocknerf.images import load_image
-    from blocknerf.metrics import psnr, ssim
+    from blocknerf.capture.images import load_image
+    from blocknerf.evaluation.metrics import psnr, ssim
     from streaming.compositor import Compositor
     from streaming.protocol import CameraView
     from streaming.streamer import BlockStreamer
@@ -116,7 +116,7 @@ def evaluate_composite(
 
 def _save_side_by_side(directory: Path, index: int, frame_id: str, rgb: np.ndarray, gt: np.ndarray) -> str:
     """Write render | captured image as ``NNN_<frame>.png`` in ``directory``; its file name."""
-    from blocknerf.images import save_image
+    from blocknerf.capture.images import save_image
 
     directory.mkdir(parents=True, exist_ok=True)
     gap = np.ones((gt.shape[0], 2, 3), dtype=np.float32)

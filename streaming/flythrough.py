@@ -74,7 +74,7 @@ def render_flythrough(
 
     from tqdm import tqdm
 
-    from blocknerf.images import save_image
+    from blocknerf.capture.images import save_image
 
     check_budget(streamer, path)
     cfg = streamer.cfg

@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from blocknerf.capture import Intrinsics
+    from blocknerf.capture.frames import Intrinsics
     from blocknerf.model.renderer import Rays, RenderResult
 
 BlockKey = tuple[str, int]

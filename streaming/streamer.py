@@ -73,7 +73,7 @@ class StoreSource:
         return int(stored + g**3)
 
     def load(self, key: BlockKey) -> RenderableBlock:
-        from blocknerf.block import load_block
+        from blocknerf.model.block import load_block
 
         return load_block(self.store, key[0], version=key[1], device=self.device)
 
@@ -121,7 +121,7 @@ class BlockStreamer:
     @classmethod
     def open(cls, store: Any, cfg: StreamConfig, *, device: Any = None) -> BlockStreamer:
         """A streamer over a BlockStore (or its URL, opened read-only); ``device``: the config's."""
-        from blocknerf.block import pick_device
+        from blocknerf.model.block import pick_device
         from blocknerf.store import BlockStore
 
         if isinstance(store, str) or hasattr(store, "__fspath__"):

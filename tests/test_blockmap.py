@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import blocknerf.blockmap as blockmap
-from blocknerf.blockmap import draw_block_map, nice_length
+import blocknerf.presentation.blockmap as blockmap
+from blocknerf.presentation.blockmap import draw_block_map, nice_length
 from blocknerf.errors import InputError
-from blocknerf.geo import LLA, GeoFrame
-from blocknerf.geojson import NoGeoOriginError, block_lat_lon, block_rows, plan_to_geojson
+from blocknerf.capture.geo import LLA, GeoFrame
+from blocknerf.presentation.geojson import NoGeoOriginError, block_lat_lon, block_rows, plan_to_geojson
 from partitioning import PartitionConfig, plan_blocks
 from partitioning.layouts import street_grid
 

@@ -12,12 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from blocknerf.capture import Capture, Frame, Intrinsics
-from blocknerf.capture_io import capture_from_dict, read_capture, write_capture
+from blocknerf.capture.frames import Capture, Frame, Intrinsics
+from blocknerf.capture.transforms import capture_from_dict, read_capture, write_capture
 from blocknerf.errors import CaptureWarning, InputError
-from blocknerf.geo import LLA
-from blocknerf.images import save_image
-from blocknerf.rays import distort_points, undistort_points
+from blocknerf.capture.geo import LLA
+from blocknerf.capture.images import save_image
+from blocknerf.capture.rays import distort_points, undistort_points
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FOX_K = (0.0578421, -0.0805099, -0.000980296, 0.00015575)

@@ -28,7 +28,7 @@ import pytest
 import torch
 import yaml
 
-from blocknerf.block import load_block
+from blocknerf.model.block import load_block
 from blocknerf.store import BlockStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

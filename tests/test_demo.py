@@ -12,9 +12,9 @@ import pytest
 from blocknerf.cli.main import main
 from blocknerf.cli.settings import Settings
 from blocknerf.config import replace
-from blocknerf.demo import PRESETS
-from blocknerf.images import save_image
-from blocknerf.report import format_duration, write_report
+from blocknerf.presentation.demo import PRESETS
+from blocknerf.capture.images import save_image
+from blocknerf.presentation.report import format_duration, write_report
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pyproj import Geod
 
 from blocknerf.errors import InputError
-from blocknerf.geo import LLA, GeoFrame, as_lla
+from blocknerf.capture.geo import LLA, GeoFrame, as_lla
 
 # WGS84 defining constants, so the expected values below do not come from the code under test.
 A = 6378137.0
@@ -231,7 +231,7 @@ def test_lla_from_dict_rejects_bad_input(data: object, problem: str) -> None:
 
 def test_numpy_scalar_origins_give_the_same_frame_as_floats():
     """PROJ strings are built from the origin's repr: numpy scalars must not leak into them."""
-    from blocknerf.geo import LLA, GeoFrame
+    from blocknerf.capture.geo import LLA, GeoFrame
 
     plain = GeoFrame(LLA(37.7764, -122.4346, 12.0))
     numpy = GeoFrame(LLA(np.float64(37.7764), np.float64(-122.4346), np.float32(12.0)))

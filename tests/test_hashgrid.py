@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from blocknerf.kernels import build
 from blocknerf.kernels.build import KernelUnavailable
 from blocknerf.model import hashgrid as hg
 from blocknerf.model.config import HashGridConfig
@@ -22,18 +23,10 @@ from blocknerf.model.hashgrid import (
 )
 
 
-def _kernel_builds() -> bool:
-    try:
-        hg._kernel()
-    except KernelUnavailable:
-        return False
-    return True
+needs_kernel = pytest.mark.native_kernel("hashgrid")
 
 
-needs_kernel = pytest.mark.skipif(not _kernel_builds(), reason="hashgrid kernel cannot be built here")
-
-
-def test_hand_computed_dense_single_level():
+def _hand_computed_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # One level of resolution 2 over [0, 1]^3: the 8 grid vertices are the cube's corners, stored
     # densely at ix + 2*iy + 4*iz. Give vertex (ix, iy, iz) the value 1 + ix + 10*iy + 100*iz
     # (second feature: its negative). Trilinear interpolation of a function that is linear in each
@@ -48,9 +41,18 @@ def test_hand_computed_dense_single_level():
                 table[0, ix + 2 * iy + 4 * iz] = torch.tensor([value, -value])
     x = torch.tensor([[0.25, 0.5, 0.75], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     expected = torch.tensor([[81.25, -81.25], [1.0, -1.0], [112.0, -112.0]])
+    return x, table, expected
+
+
+def test_hand_computed_dense_single_level():
+    x, table, expected = _hand_computed_case()
     torch.testing.assert_close(hash_encode_reference(x, table, [2]), expected)
-    if _kernel_builds():
-        torch.testing.assert_close(hash_encode_fast(x, table, [2]), expected)
+
+
+@needs_kernel
+def test_hand_computed_dense_single_level_native():
+    x, table, expected = _hand_computed_case()
+    torch.testing.assert_close(hash_encode_fast(x, table, [2]), expected)
 
 
 # id -> ((levels, features, log2 T, base, max), which levels are hashed).
@@ -193,16 +195,15 @@ def test_dense_hash_switch_and_growth():
         assert res[0] == base and res[-1] == top and list(res) == sorted(res)
 
 
-def test_hash_uses_uint32_instant_ngp_primes():
+@pytest.mark.parametrize("encode", [hash_encode_reference, pytest.param(hash_encode_fast, marks=needs_kernel)], ids=["reference", "native"])
+def test_hash_uses_uint32_instant_ngp_primes(encode):
     # A hashed level: the vertex (ix, iy, iz) = (3, 5, 7) of resolution 100 with T = 1024.
     t = 1024
     expected = ((3 * 1) ^ ((5 * 2654435761) % 2**32) ^ ((7 * 805459861) % 2**32)) % t
     table = torch.zeros(1, t, 1)
     table[0, expected, 0] = 1.0
     x = torch.tensor([[3 / 99, 5 / 99, 7 / 99]])  # exactly on the vertex: weight 1 on corner 0
-    torch.testing.assert_close(hash_encode_reference(x, table, [100]), torch.ones(1, 1), atol=1e-5, rtol=0)
-    if _kernel_builds():
-        torch.testing.assert_close(hash_encode_fast(x, table, [100]), torch.ones(1, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(encode(x, table, [100]), torch.ones(1, 1), atol=1e-5, rtol=0)
 
 
 def test_module_shape_init_and_reference_backend_never_touches_kernel(monkeypatch):
@@ -237,11 +238,11 @@ def test_auto_backend_is_fast_on_cpu_and_matches_reference():
 
 
 def test_auto_falls_back_with_warning_and_fast_raises_when_kernel_unavailable(monkeypatch):
-    def unavailable():
+    def unavailable(name):
         raise KernelUnavailable("no compiler (simulated)")
 
-    monkeypatch.setattr(hg, "_kernel", unavailable)
-    hg._warn_fallback.cache_clear()
+    monkeypatch.setattr(build, "load_library", unavailable)
+    build.warn_fallback.cache_clear()
     small = dict(levels=2, log2_table_size=10, base_resolution=4, max_resolution=8)
     with pytest.warns(RuntimeWarning, match="simulated"):
         enc = HashGridEncoding(HashGridConfig(**small))

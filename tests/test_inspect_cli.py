@@ -12,7 +12,7 @@ import pytest
 
 from blocknerf.cli.main import main
 from blocknerf.errors import InputError
-from blocknerf.images import save_image
+from blocknerf.capture.images import save_image
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ORIGIN = {"lat": 48.8584, "lon": 2.2945, "alt": 35.0}

@@ -38,6 +38,7 @@ def _rays(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return o, d
 
 
+@pytest.mark.native_kernel("march")
 def test_native_kernel_agrees_with_reference():
     o, d = _rays(512)
     edges = torch.from_numpy(step_edges(SamplerConfig(), 1.0))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zarr
 
-from blocknerf.capture_io import read_capture
+from blocknerf.capture.transforms import read_capture
 from blocknerf.errors import StoreError
 from blocknerf.store import FAULT_ENV, FAULT_EXIT_CODE, FAULT_POINTS, BlockStore, checksum_arrays
 from partitioning import PartitionConfig, plan_blocks

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from blocknerf.block import BlockModel
-from blocknerf.capture import Capture, Frame, Intrinsics
+from blocknerf.model.block import BlockModel
+from blocknerf.capture.frames import Capture, Frame, Intrinsics
 from blocknerf.errors import InputError
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import HashGridConfig, ModelConfig, OccupancyConfig, SamplerConfig
 from blocknerf.model.field import BlockField
 from blocknerf.model.renderer import Rays
-from blocknerf.rays import image_rays
+from blocknerf.capture.rays import image_rays
 from partitioning import BlockPlan, BlockSpec, PartitionConfig
 from partitioning.layouts import heading_poses
 from streaming.appearance import AppearanceTable, MatchedCode, match_order, optimise_code, overlap_views

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from blocknerf.cli.main import main
-from blocknerf.images import load_image
+from blocknerf.capture.images import load_image
 from blocknerf.store import BlockStore
 from streaming.appearance import AppearanceTable
 from streaming.camera_path import read_camera_path

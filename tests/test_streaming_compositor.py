@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from blocknerf.errors import InputError
-from blocknerf.images import load_image
+from blocknerf.capture.images import load_image
 from blocknerf.model.renderer import Rays
-from blocknerf.rays import image_rays
+from blocknerf.capture.rays import image_rays
 from streaming.appearance import AppearanceTable, MatchedCode
 from streaming.blend import blend_weights
 from streaming.cache import BlockTooLargeError

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocknerf.block import load_block
+from blocknerf.model.block import load_block
 from blocknerf.config import replace
 from blocknerf.store import BlockStore
 from partitioning.layouts import heading_poses
@@ -34,7 +34,7 @@ def stream_config(store: BlockStore, **overrides: object) -> StreamConfig:
 
 def street_view(x: float, y: float, yaw_deg: float, size: tuple[int, int] = (64, 48)) -> CameraView:
     """A camera 2 m above the road pitched up 8 deg, like the capture's rig."""
-    from blocknerf.capture import Intrinsics
+    from blocknerf.capture.frames import Intrinsics
 
     c2w = heading_poses(np.array([[x, y, 2.0]]), np.array([math.radians(yaw_deg)]), math.radians(8.0))[0]
     return CameraView(c2w, Intrinsics.from_fov(size[0], size[1], math.radians(85.0)))

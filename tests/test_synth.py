@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocknerf.capture import Capture, Intrinsics, pose_problem
-from blocknerf.capture_io import read_capture
+from blocknerf.capture.frames import Capture, Intrinsics, pose_problem
+from blocknerf.capture.transforms import read_capture
 from blocknerf.cli.main import main
-from blocknerf.images import load_image
+from blocknerf.capture.images import load_image
 from blocknerf.synth import (
     City,
     SynthConfig,
     apply_appearance,
+    apply_change,
+    build_city,
     capture_intrinsics,
     load_city,
     look,
@@ -27,7 +29,8 @@ from blocknerf.synth import (
     sky_colour,
     synthesize,
 )
-from blocknerf.synth.raycast import cast, centre_rays, pixel_rays
+from blocknerf.synth.raycast import cast, centre_rays, pixel_rays, render_city
+from blocknerf.synth.scene import compile_scene
 
 # A fast configuration for tests that write their own captures: one block, tiny images, a stop
 # every 20 m and two headings.
@@ -35,7 +38,7 @@ FAST = SynthConfig(grid=(1, 1), width=24, height=18, spacing_m=20.0, headings_de
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """The 8-bit quantisation of blocknerf.images.save_image."""
+    """The 8-bit quantisation of blocknerf.capture.images.save_image."""
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -134,7 +137,7 @@ def test_synthesize_returns_the_capture_it_wrote(tmp_path: Path) -> None:
 
 def test_stored_depth_is_the_rendered_depth(capture: Capture, city: City) -> None:
     for f in capture.frames[::37]:
-        _, depth = city.render(f.c2w, f.intrinsics)
+        _, depth = render_city(city, f.c2w, f.intrinsics)
         np.testing.assert_array_equal(np.load(f.depth_path), depth)
 
 
@@ -142,7 +145,7 @@ def test_stored_images_are_the_rendering_with_the_recorded_appearance(capture: C
     frames = capture.frames[::41]
     assert {f.split for f in frames} == {"train", "test"}
     for f in frames:
-        rgb, _ = city.render(f.c2w, f.intrinsics)
+        rgb, _ = render_city(city, f.c2w, f.intrinsics)
         expected = to_uint8(apply_appearance(rgb, f.exposure, f.extra["white_balance"]))
         np.testing.assert_array_equal(load_image(f.image_path), expected, err_msg=f.id)
 
@@ -174,7 +177,7 @@ def test_camera_looking_straight_down_sees_the_road_at_its_height(city: City, he
     k = Intrinsics.from_fov(16, 12, math.radians(20.0))
     x = city.streets[0].offset_m
     y = next(s.offset_m for s in city.streets if s.axis == "ew")
-    rgb, depth = city.render(look((x, y, height_m), 90.0, -90.0), k)
+    rgb, depth = render_city(city, look((x, y, height_m), 90.0, -90.0), k)
     np.testing.assert_allclose(depth, height_m, rtol=1e-5)
     assert np.all(rgb < 0.6)  # asphalt, not sky
 
@@ -190,7 +193,7 @@ def test_camera_facing_a_building_gets_its_distance(city: City) -> None:
     b = fronts[0]
     k = Intrinsics.from_fov(33, 25, math.radians(40.0))
     c2w = look((0.5 * (b.lo[0] + b.hi[0]), b.lo[1] - 5.0, 3.0), 90.0, 0.0)
-    rgb, depth = city.render(c2w, k)
+    rgb, depth = render_city(city, c2w, k)
     assert depth[12, 16] == pytest.approx(5.0, abs=1e-4)
     # A facade fills the view: no sky, everything at the face's distance or nearer (the road).
     assert np.all(np.isfinite(depth)) and np.all(depth <= 5.0 + 1e-4)
@@ -206,7 +209,7 @@ def test_sky_has_infinite_depth_and_sky_colour(city: City) -> None:
     x = city.streets[0].offset_m
     y = next(s.offset_m for s in city.streets if s.axis == "ew")
     c2w = look((x, y, 2.0), 0.0, 89.0)
-    rgb, depth = city.render(c2w, k)
+    rgb, depth = render_city(city, c2w, k)
     assert np.all(np.isinf(depth))
     dirs, _ = centre_rays(c2w, k, slice(0, k.height))
     np.testing.assert_allclose(rgb.reshape(-1, 3), sky_colour(dirs), atol=2e-3)
@@ -214,7 +217,7 @@ def test_sky_has_infinite_depth_and_sky_colour(city: City) -> None:
 
 
 def test_rendering_is_deterministic_and_finite_from_anywhere() -> None:
-    city = City.from_config(SynthConfig(grid=(2, 2), seed=3)).changed()
+    city = apply_change(build_city(SynthConfig(grid=(2, 2), seed=3)))
     k = Intrinsics.from_fov(20, 15, math.radians(85.0))
     rng = np.random.default_rng(0)
     with np.errstate(all="raise"):
@@ -222,8 +225,8 @@ def test_rendering_is_deterministic_and_finite_from_anywhere() -> None:
             pos = rng.uniform([-120.0, -120.0, 0.3], [120.0, 120.0, 90.0])
             c2w = look(pos, rng.uniform(0.0, 360.0), rng.uniform(-90.0, 90.0))
             ss = int(rng.integers(1, 4))
-            rgb, depth = city.render(c2w, k, supersample=ss)
-            again = city.render(c2w, k, supersample=ss)
+            rgb, depth = render_city(city, c2w, k, supersample=ss)
+            again = render_city(city, c2w, k, supersample=ss)
             np.testing.assert_array_equal(rgb, again[0])
             np.testing.assert_array_equal(depth, again[1])
             assert rgb.dtype == np.float32 and np.all((rgb >= 0) & (rgb <= 1))
@@ -234,8 +237,8 @@ def test_supersampling_only_touches_edge_pixels(capture: Capture, city: City) ->
     # Flat regions come out the same at any supersampling (analytic filtering); only pixels at
     # surface boundaries change.
     f = capture.frames[5]
-    one, _ = city.render(f.c2w, f.intrinsics, supersample=1)
-    three, _ = city.render(f.c2w, f.intrinsics, supersample=3)
+    one, _ = render_city(city, f.c2w, f.intrinsics, supersample=1)
+    three, _ = render_city(city, f.c2w, f.intrinsics, supersample=3)
     changed = np.any(one != three, axis=-1)
     assert 0.0 < changed.mean() < 0.4
 
@@ -246,7 +249,7 @@ def test_supersampling_only_touches_edge_pixels(capture: Capture, city: City) ->
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_layout_is_a_plausible_city(seed: int) -> None:
     cfg = SynthConfig(grid=(2, 2), seed=seed)
-    city = City.from_config(cfg)
+    city = build_city(cfg)
     by_block: dict[str, list] = {}
     for b in city.buildings:
         by_block.setdefault(b.name.rsplit("_", 1)[0], []).append(b)
@@ -271,15 +274,15 @@ def test_layout_is_a_plausible_city(seed: int) -> None:
 
 
 def test_city_is_deterministic_by_seed_and_round_trips(tmp_path: Path) -> None:
-    a = City.from_config(SynthConfig(seed=7))
-    assert a.to_dict() == City.from_config(SynthConfig(seed=7)).to_dict()
-    assert a.to_dict()["buildings"] != City.from_config(SynthConfig(seed=8)).to_dict()["buildings"]
+    a = build_city(SynthConfig(seed=7))
+    assert a.to_dict() == build_city(SynthConfig(seed=7)).to_dict()
+    assert a.to_dict()["buildings"] != build_city(SynthConfig(seed=8)).to_dict()["buildings"]
     a.save(tmp_path)
     b = load_city(tmp_path)
     assert b.to_dict() == a.to_dict()
     k = Intrinsics.from_fov(24, 18, 1.4)
     c2w = look((1.5, 3.0, 2.0), 30.0, 8.0)
-    np.testing.assert_array_equal(a.render(c2w, k)[0], b.render(c2w, k)[0])
+    np.testing.assert_array_equal(render_city(a, c2w, k)[0], render_city(b, c2w, k)[0])
 
 
 def test_same_seed_gives_identical_files_and_another_seed_another_city(tmp_path: Path) -> None:
@@ -339,7 +342,7 @@ def test_change_capture_covers_the_changed_regions_later_in_time(change_dir: Pat
         assert np.any(np.linalg.norm(centres - f.position[:2], axis=1) <= reach + 1e-6)
     first_new = min(f.timestamp for f in cap.frames)
     assert first_new > max(f.timestamp for f in capture.frames)
-    original = City.from_config(SynthConfig(grid=(1, 1), spacing_m=12.0))
+    original = build_city(SynthConfig(grid=(1, 1), spacing_m=12.0))
     assert first_new > max(v.timestamp for v in plan_capture(original))
     assert doc["timestamp_min"] == first_new
 
@@ -348,14 +351,14 @@ def test_change_capture_is_ground_truth_of_the_new_city(change_dir: Path) -> Non
     changed = load_city(change_dir)
     cap = read_capture(change_dir)
     for f in cap.test_frames[::9]:
-        rgb, depth = changed.render(f.c2w, f.intrinsics)
+        rgb, depth = render_city(changed, f.c2w, f.intrinsics)
         np.testing.assert_array_equal(load_image(f.image_path), to_uint8(apply_appearance(rgb, f.exposure, [1, 1, 1])))
         np.testing.assert_array_equal(np.load(f.depth_path), depth)
 
 
 def test_changed_city_differs_only_inside_the_changed_regions(change_dir: Path) -> None:
     changed = load_city(change_dir)
-    original = City.from_config(dataclasses.replace(changed.config, change=False))
+    original = build_city(dataclasses.replace(changed.config, change=False))
     assert len(changed.buildings) == len(original.buildings) + 1
     assert len(changed.props) > 10 and not original.props
     centres = np.array([r.centre_xy for r in changed.change_regions])
@@ -367,8 +370,8 @@ def test_changed_city_differs_only_inside_the_changed_regions(change_dir: Path) 
     for _ in range(60):
         pos = (rng.uniform(-55.0, 55.0), rng.uniform(-55.0, 55.0), rng.uniform(1.0, 30.0))
         c2w = look(pos, rng.uniform(0.0, 360.0), rng.uniform(-30.0, 20.0))
-        rgb_a, depth_a = original.render(c2w, k, supersample=2)
-        rgb_b, depth_b = changed.render(c2w, k, supersample=2)
+        rgb_a, depth_a = render_city(original, c2w, k, supersample=2)
+        rgb_b, depth_b = render_city(changed, c2w, k, supersample=2)
         differs = np.any(rgb_a != rgb_b, axis=-1) | (depth_a != depth_b)
         # Pixels any of whose rays (centre, 2x2 subpixels) ends inside a changed region, in either
         # city; a pixel next to one may change too (it can become an edge pixel).
@@ -395,7 +398,7 @@ def _ray_ends(city: City, c2w: np.ndarray, k: Intrinsics, offsets: tuple[float, 
     for a in offsets:
         for b in offsets:
             dirs, _ = pixel_rays(c2w, k, (cols + b).reshape(-1), (rows + a).reshape(-1))
-            t = cast(city.scene, c2w[:3, 3], dirs).t
+            t = cast(compile_scene(city), c2w[:3, 3], dirs).t
             t = np.where(np.isfinite(t), t, 1e9)
             ends.append((c2w[:2, 3] + t[:, None] * dirs[:, :2]).reshape(k.height, k.width, 2))
     return np.stack(ends, axis=2)
@@ -403,7 +406,7 @@ def _ray_ends(city: City, c2w: np.ndarray, k: Intrinsics, offsets: tuple[float, 
 
 def test_changed_twice_is_an_error() -> None:
     with pytest.raises(ValueError, match="already"):
-        City.from_config(SynthConfig(grid=(1, 1), change=True)).changed()
+        apply_change(build_city(SynthConfig(grid=(1, 1), change=True)))
 
 
 # -- command line ---------------------------------------------------------------------------------

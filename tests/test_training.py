@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from blocknerf.block import load_block
-from blocknerf.capture_io import read_capture
+from blocknerf.model.block import load_block
+from blocknerf.capture.transforms import read_capture
 from blocknerf.cli.settings import Settings
 from blocknerf.config import replace
 from blocknerf.errors import InputError, TrainingError
-from blocknerf.images import load_image
-from blocknerf.metrics import psnr
+from blocknerf.capture.images import load_image
+from blocknerf.evaluation.metrics import psnr
 from blocknerf.store import BlockStore
 from blocknerf.training.trainer import train_block
 from partitioning import BlockSpec, PartitionConfig, plan_blocks

@@ -19,15 +19,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from blocknerf.block import load_block
-from blocknerf.capture import Capture, Frame, Intrinsics
-from blocknerf.capture_io import read_capture, write_capture
+from blocknerf.model.block import load_block
+from blocknerf.capture.frames import Capture, Frame, Intrinsics
+from blocknerf.capture.transforms import read_capture, write_capture
 from blocknerf.cli.main import main
 from blocknerf.cli.settings import Settings
-from blocknerf.cluster import ClusterConfig
+from blocknerf.training.cluster import ClusterConfig
 from blocknerf.config import replace
 from blocknerf.errors import ConfigError, InputError, StoreError
-from blocknerf.geo import LLA, GeoFrame
+from blocknerf.capture.geo import LLA, GeoFrame
 from blocknerf.store import FAULT_ENV, FAULT_EXIT_CODE, FAULT_POINTS, BlockStore, checksum_arrays
 from blocknerf.updating import (
     SUPERSEDED_KEY,

@@ -51,6 +51,7 @@ def test_accumulate_sums_per_ray():
     assert torch.equal(out, torch.tensor([[0.5, 0.25, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
 
 
+@pytest.mark.native_kernel("composite")
 @pytest.mark.parametrize("counts", [[3, 0, 4, 2], [0, 5], [40, 1, 0, 17]], ids=["mixed", "leading-empty", "long"])
 def test_native_kernel_matches_reference_values_and_gradients(counts):
     from blocknerf.model.volume import transmittance_and_weights_reference

@@ -14,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blocknerf.demo import PRESETS, run_demo
+    from blocknerf.cli.main import main
+    from blocknerf.presentation.demo import DemoPreset, run_demo
 
-    run_demo(args.out, preset=PRESETS["quick" if args.quick else "full"], workers=args.workers)
+    run_demo(args.out, command=main, preset=DemoPreset.load("quick" if args.quick else "full"), workers=args.workers)
     return 0

@@ -17,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", metavar="ID[,ID]", help="only these blocks")
     p.add_argument("--views", type=int, default=0, metavar="N", help="at most N held-out views per block (0: all)")
     p.add_argument("--no-composite", action="store_true", help="skip the composite evaluation")
+    p.add_argument(
+        "--capture", metavar="DIR",
+        help="score the composite on the held-out views of another capture (e.g. a re-capture, before `update`) instead of the store's; no per-block scores",
+    )
     p.add_argument("--out", metavar="JSON", help="also write the results to this file")
     p.add_argument("--renders", metavar="DIR", help="write each composite view beside its captured image as PNG into DIR")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -24,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def evaluate_blocks(store: Any, block_ids: list[str], views: int) -> dict[str, dict[str, Any]]:
     """Per published block: PSNR/SSIM on the held-out frames assigned to it."""
-    from blocknerf.block import load_block, pick_device
-    from blocknerf.evaluation import evaluate_views
+    from blocknerf.model.block import load_block, pick_device
+    from blocknerf.evaluation.views import evaluate_views
 
     plan, capture, manifest = store.plan, store.capture, store.manifest()
     by_id = {f.id: f for f in capture.frames}
@@ -52,11 +56,18 @@ def run(args: argparse.Namespace) -> int:
     store = BlockStore.open(args.store)
     settings = resolve(args, stored=store.config, where_stored=f"{args.store} (stored config)")
     block_ids = [b.strip() for b in args.blocks.split(",")] if args.blocks else list(store.plan.ids)
+    frames = None
+    if args.capture:
+        from blocknerf.capture.transforms import read_capture
+
+        frames, block_ids = list(read_capture(args.capture).test_frames), []
     results: dict[str, Any] = {"blocks": evaluate_blocks(store, block_ids, args.views)}
     if not args.no_composite:
         from streaming.evaluation import evaluate_composite
 
-        results["composite"] = evaluate_composite(store, settings.stream, max_views=args.views or None, save_dir=args.renders)
+        results["composite"] = evaluate_composite(
+            store, settings.stream, max_views=args.views or None, save_dir=args.renders, frames=frames, single_blocks=frames is None
+        )
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=2)

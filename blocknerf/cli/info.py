@@ -23,7 +23,7 @@ def block_records(store: Any) -> list[dict[str, Any]]:
     complete version: its date, why it was made (``reason``: train, update or rollback), what
     caused it (``caused_by``: the capture and its new frames, or the version rolled back to),
     whether it was ever published, its steps, warm start, quality and checksum."""
-    from blocknerf.geojson import block_rows
+    from blocknerf.presentation.geojson import block_rows
 
     manifest = store.manifest()
     rows = block_rows(store.plan)
@@ -65,10 +65,10 @@ def describe_cause(version: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blocknerf.blockmap import draw_block_map
+    from blocknerf.presentation.blockmap import draw_block_map
     from blocknerf.cli.tables import BLOCK_COLUMNS, format_table
     from blocknerf.errors import InputError
-    from blocknerf.geojson import plan_to_geojson
+    from blocknerf.presentation.geojson import plan_to_geojson
     from blocknerf.store import BlockStore
 
     store = BlockStore.open(args.store)

@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blocknerf.capture_io import read_capture
-    from blocknerf.inspection import check_images, format_summary, summarize
+    from blocknerf.capture.transforms import read_capture
+    from blocknerf.capture.inspection import check_images, format_summary, summarize
 
     capture = read_capture(args.capture)
     # A bar only on a terminal: in a log or a pipe its carriage returns would bury the one-line error.

@@ -26,7 +26,7 @@ def run_matching(store: Any, cfg: Any, *, root: str | None, quiet: bool) -> Any:
     """Match every published block of a writable store, save the table and return it."""
     from tqdm import tqdm
 
-    from blocknerf.block import pick_device
+    from blocknerf.model.block import pick_device
     from streaming.appearance import match_appearance
 
     total = len(store.manifest().blocks)

@@ -26,11 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from blocknerf.blockmap import draw_block_map
-    from blocknerf.capture_io import read_capture
+    from blocknerf.presentation.blockmap import draw_block_map
+    from blocknerf.capture.transforms import read_capture
     from blocknerf.cli.settings import resolve, storable
     from blocknerf.cli.tables import BLOCK_COLUMNS, format_table
-    from blocknerf.geojson import block_rows
+    from blocknerf.presentation.geojson import block_rows
     from blocknerf.store import BlockStore
     from partitioning import plan_blocks
 

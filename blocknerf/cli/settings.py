@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from blocknerf.cluster import ClusterConfig
+from blocknerf.training.cluster import ClusterConfig
 from blocknerf.config import dotted_to_nested, read_yaml, replace
 from blocknerf.model.config import ModelConfig
 from blocknerf.synth.config import SynthConfig

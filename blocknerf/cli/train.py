@@ -75,7 +75,7 @@ def trained_line(block_id: str, version: int, stats: dict[str, Any], *, verb: st
 
 def run(args: argparse.Namespace) -> int:
     from blocknerf.cli.settings import resolve, storable
-    from blocknerf.cluster import train_blocks
+    from blocknerf.training.cluster import train_blocks
     from blocknerf.store import BlockStore
 
     store = BlockStore.open(args.store, writable=True)

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blocknerf.capture_io import read_capture, transforms_path
+    from blocknerf.capture.transforms import read_capture, transforms_path
     from blocknerf.cli.settings import resolve, storable
     from blocknerf.store import BlockStore
     from blocknerf.training.trainer import run_config

@@ -86,18 +86,42 @@ def _flushes_denormals() -> bool:
     return _DENORMAL * 1.0 == 0.0
 
 
-def try_load_library(name: str) -> ctypes.CDLL | None:
-    """``load_library`` that warns once and returns None instead of raising."""
+BACKENDS = ("auto", "fast", "reference")
+"""How a component picks between a native kernel and its torch reference path."""
+
+
+def native_library(name: str, backend: str, *, device_type: str = "cpu") -> ctypes.CDLL | None:
+    """The native library ``name`` that ``backend`` asks for, or None for the torch reference path.
+
+    The one rule every kernel follows:
+
+    * ``"reference"``: None.
+    * ``"fast"``: the library; KernelUnavailable (its message says ``'fast' requested``) when it
+      cannot be built, ValueError for a non-CPU device (the kernels are CPU-only).
+    * ``"auto"``: the library for CPU inputs; None on other devices (CUDA takes the torch path);
+      when the library cannot be built, None and one RuntimeWarning per kernel and process.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} for kernel '{name}' (expected auto, fast or reference)")
+    if backend == "reference":
+        return None
+    if device_type != "cpu":
+        if backend == "fast":
+            raise ValueError(f"native kernel '{name}' is CPU-only, got inputs on {device_type}; use backend 'auto' or 'reference'")
+        return None
     try:
         return load_library(name)
     except KernelUnavailable as exc:
-        _warn_once(name, str(exc))
+        if backend == "fast":
+            raise KernelUnavailable(f"backend 'fast' requested but native kernel '{name}' is unavailable: {exc}") from None
+        warn_fallback(name, str(exc))
         return None
 
 
 @functools.cache
-def _warn_once(name: str, reason: str) -> None:
-    warnings.warn(f"native kernel '{name}' unavailable, using the torch reference path: {reason}", RuntimeWarning, stacklevel=3)
+def warn_fallback(name: str, reason: str) -> None:
+    """Warn once per kernel and reason that the torch reference path stands in for ``name``."""
+    warnings.warn(f"native kernel '{name}' unavailable, using the (slower) torch reference path: {reason}", RuntimeWarning, stacklevel=4)
 
 
 def _cpu_signature() -> str:

@@ -32,7 +32,8 @@ Two implementations compute the same function:
 (raises :class:`~blocknerf.kernels.KernelUnavailable` when the kernel cannot be built, and a
 ValueError for non-CPU inputs); ``"auto"`` -- the fast path for CPU inputs when the kernel builds
 (warning once and using the reference otherwise), and the reference path for CUDA or other device
-inputs, since the native kernel is CPU-only.
+inputs, since the native kernel is CPU-only. The rule is ``blocknerf.kernels.native_library``'s,
+shared by every kernel.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
-import warnings
 from collections.abc import Sequence
 
 import torch
 
-from blocknerf.kernels.build import KernelUnavailable, load_library
+from blocknerf.kernels.build import load_library, native_library
 from blocknerf.model.config import HashGridConfig
 
 __all__ = [
@@ -227,29 +227,12 @@ def hash_encode_fast(x: torch.Tensor, table: torch.Tensor, resolutions: Sequence
 # --------------------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _warn_fallback(reason: str) -> None:
-    warnings.warn(
-        f"hash-grid kernel unavailable, using the (much slower) torch reference path: {reason}",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-
-
 def resolve_backend(requested: str) -> str:
-    """``"fast"`` or ``"reference"`` for a configured backend (``"auto"`` falls back with a warning)."""
-    if requested == "reference":
+    """``"fast"`` or ``"reference"`` for a configured backend on CPU (``kernels.native_library``'s
+    rule: ``"auto"`` falls back with one warning, ``"fast"`` raises when the kernel cannot be built)."""
+    if native_library("hashgrid", requested) is None:
         return "reference"
-    if requested not in ("fast", "auto"):
-        raise ValueError(f"unknown hash-grid backend {requested!r} (expected auto, fast or reference)")
-    try:
-        _kernel()
-    except KernelUnavailable as exc:
-        if requested == "fast":
-            message = f"hash-grid backend 'fast' requested but the kernel is unavailable: {exc}"
-            raise KernelUnavailable(message) from None
-        _warn_fallback(str(exc))
-        return "reference"
+    _kernel()
     return "fast"
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from blocknerf.kernels.build import try_load_library
+from blocknerf.kernels.build import native_library
 from blocknerf.model.bounds import contract
 from blocknerf.model.config import SamplerConfig
 
@@ -78,15 +78,11 @@ def march(
     origins, directions: (R, 3) float32 (directions scaled by the block normalisation, so that
     ``o + t d`` is the normalised point at world distance t); edges: (K+1,) float32;
     occupancy: (G, G, G) bool/uint8; jitter: (R,) in [0, 1) or None for interval midpoints.
-    backend: "fast" (native), "reference" (torch) or "auto" (fast on CPU when available).
+    backend: "fast" (native), "reference" (torch) or "auto" (``kernels.native_library``'s rule).
     """
-    use_fast = backend == "fast" or (backend == "auto" and origins.device.type == "cpu")
-    if use_fast:
-        lib = _library()
-        if lib is not None:
-            return _march_native(lib, origins, directions, edges, occupancy, max_per_ray, jitter)
-        if backend == "fast":
-            raise RuntimeError("the native marching kernel is unavailable")
+    lib = native_library("march", backend, device_type=origins.device.type)
+    if lib is not None:
+        return _march_native(_declared(lib), origins, directions, edges, occupancy, max_per_ray, jitter)
     return march_reference(origins, directions, edges, occupancy, max_per_ray=max_per_ray, jitter=jitter)
 
 
@@ -163,10 +159,8 @@ def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-def _library() -> ctypes.CDLL | None:
-    lib = try_load_library("march")
-    if lib is not None and not getattr(lib, "_blocknerf_typed", False):
-        for fn in (lib.march_count, lib.march_fill):
-            fn.restype = None
-        lib._blocknerf_typed = True
+def _declared(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """``lib`` with the kernel's void entry points declared."""
+    for fn in (lib.march_count, lib.march_fill):
+        fn.restype = None
     return lib

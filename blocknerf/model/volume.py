@@ -13,7 +13,7 @@ import ctypes
 
 import torch
 
-from blocknerf.kernels.build import try_load_library
+from blocknerf.kernels.build import load_library, native_library
 
 
 def transmittance_and_weights(
@@ -22,14 +22,15 @@ def transmittance_and_weights(
     """(S,) optical thickness per sample -> (S,) transmittance before each sample, (S,) weights.
 
     ``ray_indices`` (S,) int64 must be sorted (samples grouped by ray, in order along the ray).
-    Differentiable w.r.t. ``sigma_dt``. backend: "fast" (native, CPU float32), "reference" or "auto".
+    Differentiable w.r.t. ``sigma_dt``. backend: "fast" (native, CPU float32), "reference" or "auto"
+    (``kernels.native_library``'s rule; non-float32 inputs take the reference path under "auto").
     """
-    if backend != "reference" and sigma_dt.device.type == "cpu" and sigma_dt.dtype == torch.float32:
-        lib = _library()
+    if sigma_dt.dtype == torch.float32 or backend == "fast":
+        lib = native_library("composite", backend, device_type=sigma_dt.device.type)
         if lib is not None:
+            if sigma_dt.dtype != torch.float32:
+                raise ValueError(f"native kernel 'composite' is float32-only, got {sigma_dt.dtype}")
             return _NativeComposite.apply(sigma_dt, ray_indices, n_rays)
-        if backend == "fast":
-            raise RuntimeError("the native compositing kernel is unavailable")
     return transmittance_and_weights_reference(sigma_dt, ray_indices, n_rays)
 
 
@@ -98,7 +99,7 @@ class _NativeComposite(torch.autograd.Function):
         offsets = _offsets(ray_indices, n_rays)
         trans = torch.empty_like(tau)
         weights = torch.empty_like(tau)
-        lib = _library()
+        lib = _declared(load_library("composite"))
         lib.composite_forward(
             ctypes.c_int64(n_rays), _ptr(offsets), _ptr(tau), _ptr(trans), _ptr(weights), ctypes.c_int(torch.get_num_threads())
         )
@@ -112,7 +113,7 @@ class _NativeComposite(torch.autograd.Function):
         grad_tau = torch.empty_like(tau)
         gt = None if grad_trans is None else grad_trans.contiguous().float()
         gw = None if grad_weights is None else grad_weights.contiguous().float()
-        _library().composite_backward(
+        _declared(load_library("composite")).composite_backward(
             ctypes.c_int64(ctx.n_rays), _ptr(offsets), _ptr(tau), _ptr(trans), _ptr(weights),
             None if gw is None else _ptr(gw), None if gt is None else _ptr(gt), _ptr(grad_tau),
             ctypes.c_int(torch.get_num_threads()),
@@ -124,9 +125,8 @@ def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-def _library() -> ctypes.CDLL | None:
-    lib = try_load_library("composite")
-    if lib is not None:
-        lib.composite_forward.restype = None
-        lib.composite_backward.restype = None
+def _declared(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """``lib`` with the kernel's void entry points declared."""
+    lib.composite_forward.restype = None
+    lib.composite_backward.restype = None
     return lib

@@ -19,7 +19,7 @@ import dataclasses
 import math
 
 from blocknerf.synth.city import Building, ChangeRegion, City, Lot, Prop
-from blocknerf.synth.layout import SEED_CHANGE, rng_for
+from blocknerf.synth.seeds import SEED_CHANGE, rng_for
 
 # Works site layout along the street (metres from the site centre) and across it (metres from the
 # street centre line, towards the site's side).
@@ -30,8 +30,11 @@ MIN_REGION_GAP_M = 40.0
 
 
 def apply_change(city: City) -> City:
-    """``city`` with a new building and a works site added (see the module docstring)."""
+    """``city`` with a new building and a works site added (see the module docstring); the same
+    city after the change. Everything else is identical."""
     cfg = city.config
+    if cfg.change:
+        raise ValueError("this city is already the changed one")
     rng = rng_for(cfg.seed, SEED_CHANGE)
     empties = [
         n for n, lot in enumerate(city.lots)

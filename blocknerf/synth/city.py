@@ -8,8 +8,9 @@ crossed by the streets' continuations. Buildings are axis-aligned boxes standing
 surface, which is also the ground everywhere); props (the construction site of the change) are
 boxes too, so the whole scene is analytic and any view renders exactly.
 
-``City`` is plain data (it round-trips through ``city.json``); rendering compiles it once into
-arrays (``blocknerf.synth.scene``).
+``City`` is plain data (it round-trips through ``city.json``). Functions of other modules act on
+it: ``layout.build_city`` generates one, ``change.apply_change`` changes it, ``raycast.render_city``
+renders it (compiling it once into arrays, ``scene.compile_scene``).
 """
 
 from __future__ import annotations
@@ -18,20 +19,15 @@ import dataclasses
 import functools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import numpy as np
 
 from blocknerf.config import from_dict as config_from_dict
 from blocknerf.config import to_dict as config_to_dict
 from blocknerf.errors import InputError
 from blocknerf.synth.config import SynthConfig
-
-if TYPE_CHECKING:
-    from blocknerf.capture import Intrinsics
-    from blocknerf.synth.scene import Scene
 
 SCHEMA_VERSION = 1
 RGB = tuple[float, float, float]
@@ -133,25 +129,6 @@ class City:
     props: tuple[Prop, ...] = ()
     change_regions: tuple[ChangeRegion, ...] = ()
     """Where ``changed()`` altered the city (empty for an original city)."""
-    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
-
-    # -- construction ------------------------------------------------------------------------
-    @classmethod
-    def from_config(cls, cfg: SynthConfig) -> City:
-        """The city of ``cfg.seed``; with ``cfg.change`` the changed city (see ``changed``)."""
-        from blocknerf.synth.layout import generate_city
-
-        city = generate_city(dataclasses.replace(cfg, change=False))
-        return city.changed() if cfg.change else city
-
-    def changed(self) -> City:
-        """The same city after the change: a new building on an empty lot and construction on one
-        street, both chosen from the seed. Everything else is identical."""
-        from blocknerf.synth.change import apply_change
-
-        if self.config.change:
-            raise ValueError("this city is already the changed one")
-        return apply_change(self)
 
     # -- geometry ----------------------------------------------------------------------------
     @property
@@ -181,36 +158,6 @@ class City:
     def is_driven_block(self, block: tuple[int, int]) -> bool:
         nx, ny = self.config.grid
         return 0 <= block[0] < nx and 0 <= block[1] < ny
-
-    # -- rendering ---------------------------------------------------------------------------
-    @property
-    def scene(self) -> Scene:
-        """The city compiled into arrays for ray casting (built once, then cached)."""
-        scene = self._cache.get("scene")
-        if scene is None:
-            from blocknerf.synth.scene import compile_scene
-
-            scene = self._cache["scene"] = compile_scene(self)
-        return scene
-
-    def render(
-        self, c2w: np.ndarray, intrinsics: Intrinsics, *, supersample: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Render one pinhole view with neutral appearance.
-
-        ``c2w`` is a (4, 4) camera-to-world matrix (OpenGL convention). Returns ``rgb`` (H, W, 3)
-        float32 in [0, 1], each pixel the average of the scene over its area (``supersample**2``
-        stratified rays at edges, analytic texture filtering elsewhere; default: the config's
-        ``supersample``), and ``depth`` (H, W) float32: distance along the optical axis of the
-        ray through each pixel centre, +inf where it sees sky. Deterministic: the same inputs give
-        bit-identical outputs.
-        """
-        from blocknerf.synth.raycast import render_view
-
-        ss = self.config.supersample if supersample is None else int(supersample)
-        if ss < 1:
-            raise ValueError(f"supersample must be >= 1, got {ss}")
-        return render_view(self.scene, np.asarray(c2w, dtype=np.float64), intrinsics, ss)
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -10,10 +10,14 @@ street-facing lot, where the change builds.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from blocknerf.synth.change import apply_change
 from blocknerf.synth.city import Building, City, Lot, Street
 from blocknerf.synth.config import SynthConfig
+from blocknerf.synth.seeds import SEED_LAYOUT, rng_for
 
 # Facade albedos (sRGB-ish display values): brick, sandstone, cream, concrete, slate blue, olive,
 # terracotta, off-white, umber, sage.
@@ -35,15 +39,10 @@ LOT_SPLITS = ((2, 2), (2, 3), (3, 2), (3, 3))
 LOT_SPLIT_PROBS = (0.45, 0.2, 0.2, 0.15)
 MIN_FOOTPRINT_M = 8.0
 
-SEED_LAYOUT = 1
-SEED_CHANGE = 2
-SEED_APPEARANCE = 3
-
-
-def rng_for(seed: int, purpose: int) -> np.random.Generator:
-    """An independent random stream per purpose, so that e.g. drawing the change never shifts the
-    layout and vice versa."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, purpose]))
+def build_city(cfg: SynthConfig) -> City:
+    """The city of ``cfg.seed``; with ``cfg.change`` the changed city (see ``change.apply_change``)."""
+    city = generate_city(dataclasses.replace(cfg, change=False))
+    return apply_change(city) if cfg.change else city
 
 
 def generate_city(cfg: SynthConfig) -> City:

@@ -8,6 +8,7 @@ cost grows with what a camera sees, not with the size of the city.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -86,8 +87,10 @@ class Scene:
     ground: GroundLayout
 
 
+@functools.lru_cache(maxsize=4)
 def compile_scene(city: City) -> Scene:
-    """Pack a city's buildings and props into a Scene."""
+    """Pack a city's buildings and props into a Scene (cached per city object: ``City`` compares
+    by identity, so a few recently rendered cities keep their scenes)."""
     cfg = city.config
     lo, hi, kind, params = [], [], [], []
     for b in city.buildings:

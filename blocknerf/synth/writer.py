@@ -2,7 +2,7 @@
 
 Output layout of ``synthesize(OUT, cfg)``::
 
-    OUT/transforms.json      the capture (read it with blocknerf.capture_io.read_capture)
+    OUT/transforms.json      the capture (read it with blocknerf.capture.transforms.read_capture)
     OUT/images/<name>.png    8-bit RGB frames, appearance applied (apply_appearance)
     OUT/depth/<name>.npy     (H, W) float32 depth along the optical axis, +inf for sky
     OUT/city.json            resolved config + the city (load_city rebuilds it exactly)
@@ -30,14 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
-from blocknerf.capture import Capture, Frame, Intrinsics
-from blocknerf.capture_io import write_capture
+from blocknerf.capture.frames import Capture, Frame, Intrinsics
+from blocknerf.capture.transforms import write_capture
 from blocknerf.errors import ConfigError, InputError
-from blocknerf.geo import LLA, GeoFrame
-from blocknerf.images import save_image
+from blocknerf.capture.geo import LLA, GeoFrame
+from blocknerf.capture.images import save_image
 from blocknerf.synth.city import City
 from blocknerf.synth.config import SynthConfig
-from blocknerf.synth.layout import SEED_APPEARANCE, rng_for
+from blocknerf.synth.layout import build_city
+from blocknerf.synth.raycast import render_view
+from blocknerf.synth.scene import Scene, compile_scene
+from blocknerf.synth.seeds import SEED_APPEARANCE, rng_for
 from blocknerf.synth.trajectory import RigView, drive_plan
 
 CHANGE_PREFIX = "chg_"
@@ -55,7 +58,7 @@ def apply_appearance(rgb: np.ndarray, exposure: float, white_balance: np.ndarray
     """The camera response the writer applies: ``clip(rgb * exposure * white_balance, 0, 1)``.
 
     ``rgb`` is (..., 3) neutral radiance in [0, 1] (``City.render``); returns float32. Saving the
-    result as 8-bit rounds to nearest (``round(255 * x)``), as ``blocknerf.images.save_image`` does.
+    result as 8-bit rounds to nearest (``round(255 * x)``), as ``blocknerf.capture.images.save_image`` does.
     """
     gain = np.float32(exposure) * np.asarray(white_balance, dtype=np.float32)
     return np.clip(np.asarray(rgb, dtype=np.float32) * gain, 0.0, 1.0)
@@ -91,7 +94,7 @@ def synthesize(out_dir: str | os.PathLike[str], cfg: SynthConfig, *, progress: b
         raise ConfigError(None, f"synth: {exc}") from None
     out = _prepare(Path(out_dir))
     started = time.perf_counter()
-    city = City.from_config(cfg)
+    city = build_city(cfg)
     views = plan_capture(city)
     intrinsics = capture_intrinsics(cfg)
     appearance = _appearance(cfg, views)
@@ -194,11 +197,11 @@ def tune_malloc() -> bool:
         return False
 
 
-def _render_batch(city: City, out: Path, jobs: list) -> int:
+def _render_batch(scene: Scene, cfg: SynthConfig, out: Path, jobs: list) -> int:
     """Render, expose and write frames (runs in worker processes)."""
-    intrinsics = capture_intrinsics(city.config)
+    intrinsics = capture_intrinsics(cfg)
     for name, c2w, exposure, wb in jobs:
-        rgb, depth = city.render(c2w, intrinsics)
+        rgb, depth = render_view(scene, np.asarray(c2w, dtype=np.float64), intrinsics, cfg.supersample)
         save_image(out / "images" / f"{name}.png", apply_appearance(rgb, exposure, wb))
         np.save(out / "depth" / f"{name}.npy", depth)
     return len(jobs)
@@ -211,16 +214,16 @@ def _render_all(city: City, out: Path, jobs: list, *, workers: int, progress: bo
     size = min(max(len(jobs) // (8 * n_workers), BATCH[0]), BATCH[1])
     batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     n_workers = min(n_workers, len(batches))
+    scene = compile_scene(city)  # once here; workers receive the compiled scene
     with tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
         if n_workers <= 1 or len(jobs) < INLINE_BELOW:
             for batch in batches:
-                bar.update(_render_batch(city, out, batch))
+                bar.update(_render_batch(scene, city.config, out, batch))
             return
-        city.scene  # compile once here; workers receive it with the city  # noqa: B018
         # spawn: a fresh interpreter per worker, safe whatever threads this process runs.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=tune_malloc) as pool:
-            futures = [pool.submit(_render_batch, city, out, batch) for batch in batches]
+            futures = [pool.submit(_render_batch, scene, city.config, out, batch) for batch in batches]
             for future in as_completed(futures):
                 bar.update(future.result())
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from blocknerf.capture import Frame
+from blocknerf.capture.frames import Frame
 from blocknerf.errors import InputError
-from blocknerf.images import load_image
-from blocknerf.rays import camera_directions, world_rays
+from blocknerf.capture.images import load_image
+from blocknerf.capture.rays import camera_directions, world_rays
 
 RayTest = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(N, 3) origins, (N, 3) unit directions -> (N,) bool: does the ray cross the block's region?"""

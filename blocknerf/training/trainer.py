@@ -35,12 +35,12 @@ from typing import Any, Protocol
 
 import torch
 
-from blocknerf.block import BlockModel, pick_device
-from blocknerf.capture import Capture
+from blocknerf.model.block import BlockModel, pick_device
+from blocknerf.capture.frames import Capture
 from blocknerf.config import to_dict
 from blocknerf.errors import ConfigError, InputError, TrainingError
-from blocknerf.evaluation import evaluate_views
-from blocknerf.metrics import mse_to_psnr
+from blocknerf.evaluation.views import evaluate_views
+from blocknerf.evaluation.metrics import mse_to_psnr
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import ModelConfig
 from blocknerf.model.field import BlockField

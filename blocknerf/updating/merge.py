@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from blocknerf.capture import Capture, Frame
+from blocknerf.capture.frames import Capture, Frame
 from blocknerf.errors import InputError
-from blocknerf.geo import LLA, GeoFrame
+from blocknerf.capture.geo import LLA, GeoFrame
 from partitioning import BlockPlan, affected_blocks, extend_plan
 
 SUPERSEDED_KEY = "superseded_by"

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from blocknerf.capture import Capture
-from blocknerf.cluster import ClusterConfig, ProgressSink, TrainReport, train_blocks
+from blocknerf.capture.frames import Capture
+from blocknerf.training.cluster import ClusterConfig, ProgressSink, TrainReport, train_blocks
 from blocknerf.errors import StoreError
 from blocknerf.store import BlockStore
 from blocknerf.updating.config import UpdateConfig

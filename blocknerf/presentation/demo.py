@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blocknerf.config import from_dict, read_preset
 from blocknerf.errors import BlockNerfError, ConfigError
-from blocknerf.report import format_duration, screenshot, write_report
+from blocknerf.presentation.report import format_duration, screenshot, write_report
 
 
 @dataclass(frozen=True, slots=True)
 class DemoPreset:
-    """How big the demo city is and how long each stage may take."""
+    """How big the demo city is and how long each stage may take (``presets/demo-<name>.yaml``)."""
 
     name: str
     grid: str
@@ -48,6 +49,12 @@ class DemoPreset:
     settings: dict[str, Any] = field(default_factory=dict)
     """Further setting overrides (the sections of a ``--config`` file)."""
 
+    @classmethod
+    def load(cls, name: str) -> DemoPreset:
+        """The shipped preset ``demo-<name>`` (``full`` or ``quick``)."""
+        doc = read_preset(f"demo-{name}")
+        return from_dict(cls, {"name": name, **doc.get("demo", {}), "settings": doc.get("settings") or {}}, where=f"preset demo-{name}")
+
     def config(self) -> dict[str, Any]:
         """The demo's settings as a ``--config`` document."""
         doc: dict[str, Any] = {
@@ -60,37 +67,9 @@ class DemoPreset:
         return doc
 
 
-PRESETS = {
-    "full": DemoPreset(
-        name="full",
-        grid="2x2",
-        size="160x120",
-        blocks=4,
-        train_s=100.0,
-        update_s=45.0,
-        eval_views=3,
-        flythrough_frames=30,
-        flythrough_size="160x120",
-    ),
-    "quick": DemoPreset(
-        name="quick",
-        grid="1x1",
-        size="96x72",
-        blocks=2,
-        train_s=40.0,
-        update_s=15.0,
-        eval_views=3,
-        flythrough_frames=16,
-        flythrough_size="96x72",
-        settings={
-            "model": {
-                "hashgrid": {"log2_table_size": 16, "levels": 12, "max_resolution": 1024},
-                "occupancy": {"resolution": 64},
-            },
-            "stream": {"visibility_size": 24, "match": {"steps": 20, "views": 3, "width": 32}},
-        },
-    ),
-}
+PRESET_NAMES = ("full", "quick")
+CHANGED_VIEWS = 4
+"""Held-out views of the re-capture rendered before and after the update."""
 
 
 @dataclass(slots=True)
@@ -107,10 +86,17 @@ class Stage:
         return "blocknerf " + " ".join(shlex.quote(a) for a in self.argv)
 
 
+Command = Callable[[list[str]], int]
+"""Runs ``blocknerf ARGV`` (the words after ``blocknerf``) and returns its exit code."""
+
+
 class DemoRun:
     """Runs the stages of one demo into ``out``, printing each before it starts."""
 
-    def __init__(self, out: Path, preset: DemoPreset, *, workers: int | None, total: int, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self, out: Path, preset: DemoPreset, *, command: Command, workers: int | None, total: int, echo: Callable[[str], None]
+    ) -> None:
+        self.command = command
         self.out = out
         self.preset = preset
         self.workers = workers
@@ -120,10 +106,8 @@ class DemoRun:
 
     def run(self, title: str, argv: Sequence[str]) -> Stage:
         """Run ``blocknerf ARGV`` as a stage; a failing stage stops the demo with its exit code."""
-        from blocknerf.cli.main import main
-
         words = [str(a) for a in argv]
-        code = self.step(title, lambda: main(words), argv=words)
+        code = self.step(title, lambda: self.command(words), argv=words)
         stage = self.stages[-1]
         stage.exit_code = code
         if code != 0:
@@ -155,12 +139,17 @@ class DemoStageFailed(BlockNerfError):
 def run_demo(
     out: str | os.PathLike[str],
     *,
-    preset: DemoPreset = PRESETS["full"],
+    command: Command,
+    preset: DemoPreset | None = None,
     workers: int | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the whole pipeline into ``out`` (created; an earlier demo there is replaced) and write
-    ``report.html``; returns the report's facts (also written as ``demo.json``)."""
+    ``report.html``; returns the report's facts (also written as ``demo.json``).
+
+    ``command`` runs one ``blocknerf`` subcommand (the CLI's ``main``, given by ``blocknerf demo``);
+    ``preset`` defaults to the full one."""
+    preset = preset or DemoPreset.load("full")
     import yaml
 
     out = Path(out)
@@ -168,7 +157,7 @@ def run_demo(
     config = out / "demo.yaml"
     config.write_text(f"# Settings of `blocknerf demo` ({preset.name}); pass to any command with --config.\n" + yaml.safe_dump(preset.config(), sort_keys=False))
     city, changed, store = out / "capture", out / "capture_changed", out / "city.zarr"
-    demo = DemoRun(out, preset, workers=workers, total=11, echo=echo)
+    demo = DemoRun(out, preset, command=command, workers=workers, total=11, echo=echo)
     began = time.perf_counter()
 
     demo.run("synthesise the city", ["synth", city, "--grid", preset.grid, "--size", preset.size, "--config", config])
@@ -191,14 +180,14 @@ def run_demo(
         "the city changes: a new building and road works, re-captured around them",
         ["synth", changed, "--grid", preset.grid, "--size", preset.size, "--config", config, "--change"],
     )
-    before = demo.step("render the changed area before the update", lambda: _changed_views(store, changed, out / "update" / "before"))
+    before = demo.run("render the changed area before the update", _changed_views(store, changed, out / "update" / "before"))
     demo.run(
         f"update: retrain only the blocks the change touches ({preset.update_s:.0f} s each)",
         ["update", store, changed, "--time-budget", preset.update_s, *demo.cluster_args()],
     )
-    after = demo.step("render the changed area after the update", lambda: _changed_views(store, changed, out / "update" / "after"))
+    after = demo.run("render the changed area after the update", _changed_views(store, changed, out / "update" / "after"))
 
-    facts = _facts(demo, store, before, after, time.perf_counter() - began)
+    facts = _facts(demo, store, _changed_result(before), _changed_result(after), time.perf_counter() - began)
     (out / "demo.json").write_text(json.dumps(facts, indent=2))
     report = demo.step("write the report", lambda: write_report(out, facts))
     shot = screenshot(report, out / "report.png")
@@ -220,19 +209,19 @@ def _prepare(out: Path) -> None:
     out.mkdir(parents=True)
 
 
-def _changed_views(store_url: Path, changed: Path, save_dir: Path) -> dict[str, Any]:
-    """The composite on the new capture's held-out views (the new state of the city)."""
-    from blocknerf.capture_io import read_capture
-    from blocknerf.cli.settings import stored_settings
-    from blocknerf.store import BlockStore
-    from streaming.evaluation import evaluate_composite
+def _changed_views(store: Path, changed: Path, save_dir: Path) -> list[Any]:
+    """The ``eval`` command that renders the composite on the new capture's held-out views."""
+    return ["eval", store, "--capture", changed, "--views", CHANGED_VIEWS, "--out", save_dir / "eval.json", "--renders", save_dir]
 
-    store = BlockStore.open(store_url)
-    settings = stored_settings(store.config, where=f"{store_url} (stored config)")
-    frames = list(read_capture(changed).test_frames)
-    result = evaluate_composite(store, settings.stream, frames=frames, max_views=4, single_blocks=False, save_dir=save_dir)
-    result["published"] = {block_id: entry.version for block_id, entry in store.manifest().blocks.items()}
-    print(f"  composite on {result.get('views', 0)} views of the changed area: {result.get('psnr', float('nan')):.2f} dB")
+
+def _changed_result(stage: Stage) -> dict[str, Any]:
+    """The composite's result on the changed area, from the ``eval`` stage's JSON, with the
+    versions that were published when it ran."""
+    from blocknerf.store import BlockStore
+
+    argv = stage.argv
+    result = dict(json.loads(Path(argv[argv.index("--out") + 1]).read_text())["composite"])
+    result["published"] = {block_id: entry.version for block_id, entry in BlockStore.open(argv[1]).manifest().blocks.items()}
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from blocknerf.errors import InputError
-from blocknerf.geo import LLA, GeoFrame
+from blocknerf.capture.geo import LLA, GeoFrame
 from partitioning.plan import BlockPlan
 
 COORD_DECIMALS = 7

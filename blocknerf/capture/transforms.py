@@ -16,10 +16,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from blocknerf.capture import Capture, Frame, Intrinsics, pose_problem
+from blocknerf.capture.frames import Capture, Frame, Intrinsics, pose_problem
 from blocknerf.errors import CaptureWarning, InputError
-from blocknerf.geo import LLA
-from blocknerf.images import image_size
+from blocknerf.capture.geo import LLA
+from blocknerf.capture.images import image_size
 
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h", "k1", "k2", "p1", "p2", "camera_angle_x", "camera_angle_y")
 # Keys we interpret; everything else is carried in ``extra`` and written back unchanged.

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import torch
 
-from blocknerf.capture import Intrinsics
+from blocknerf.capture.frames import Intrinsics
 
 
 def undistort_points(xd: np.ndarray, yd: np.ndarray, k: Intrinsics, iterations: int = 20) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from blocknerf.geo import LLA, GeoFrame
+from blocknerf.capture.geo import LLA, GeoFrame
 from partitioning.cameras import CameraArrays
 
 Split = Literal["train", "test"]

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from blocknerf.block import BlockModel
-from blocknerf.capture import Frame
-from blocknerf.images import load_image
-from blocknerf.metrics import mse_to_psnr, psnr, ssim
-from blocknerf.rays import image_rays
+from blocknerf.model.block import BlockModel
+from blocknerf.capture.frames import Frame
+from blocknerf.capture.images import load_image
+from blocknerf.evaluation.metrics import mse_to_psnr, psnr, ssim
+from blocknerf.capture.rays import image_rays
 from partitioning import BlockSpec
 
 

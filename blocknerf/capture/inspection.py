@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from blocknerf.capture import Capture
+from blocknerf.capture.frames import Capture
 from blocknerf.errors import InputError
-from blocknerf.images import image_size, load_image
+from blocknerf.capture.images import image_size, load_image
 
 
 def check_images(capture: Capture, *, decode: bool = True, progress: Callable[[int], None] | None = None) -> None:
@@ -70,7 +70,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"capture         {s['capture']}",
         f"frames          {s['frames']} loaded of {s['listed']} listed ({s['missing_images']} missing images)",
         f"splits          train {s['train']}, test {s['test']}",
-        f"image sizes     " + ", ".join(f"{k} ({v} frames)" for k, v in s["image_sizes"].items()),
+        "image sizes     " + ", ".join(f"{k} ({v} frames)" for k, v in s["image_sizes"].items()),
     ]
     for k in s["intrinsics"][:3]:
         dist = f", k1={k['k1']:.4g} k2={k['k2']:.4g} p1={k['p1']:.4g} p2={k['p2']:.4g}" if s["distortion"] else ""

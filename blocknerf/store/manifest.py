@@ -1,0 +1,69 @@
+"""The manifest: which version of each block readers see, and which records revision."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["MANIFEST_SCHEMA", "Manifest", "PublishedBlock"]
+
+MANIFEST_SCHEMA = 2
+"""Version 2 added the records revision and each block's publication history."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedBlock:
+    """What the manifest says about one block: its published version and the ones before it."""
+
+    version: int
+    published_at: str
+    checksum: str
+    history: tuple[int, ...] | None = ()
+    """Versions published earlier, oldest first; None in manifests written before it was recorded."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["history"] = None if self.history is None else list(self.history)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PublishedBlock:
+        history = d.get("history")
+        return cls(
+            int(d["version"]), str(d["published_at"]), str(d["checksum"]),
+            None if history is None else tuple(int(v) for v in history),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Block id -> published version, and the records revision; ``serial`` grows with every publication."""
+
+    blocks: Mapping[str, PublishedBlock] = field(default_factory=dict)
+    serial: int = 0
+    records: int = 0
+    """Revision of the capture record and plan that readers use (0: the store's first)."""
+    schema_version: int = MANIFEST_SCHEMA
+
+    def version_of(self, block_id: str) -> int | None:
+        entry = self.blocks.get(block_id)
+        return None if entry is None else entry.version
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "serial": self.serial,
+            "records": self.records,
+            "blocks": {k: v.to_dict() for k, v in sorted(self.blocks.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Manifest:
+        return cls(
+            blocks={k: PublishedBlock.from_dict(v) for k, v in d.get("blocks", {}).items()},
+            serial=int(d.get("serial", 0)),
+            records=int(d.get("records", 0)),
+            schema_version=int(d.get("schema_version", 1)),
+        )

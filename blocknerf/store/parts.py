@@ -1,0 +1,25 @@
+"""The base that the parts of ``BlockStore`` share."""
+
+from __future__ import annotations
+
+import zarr
+
+from blocknerf.store.manifest import Manifest, PublishedBlock
+
+__all__ = ["StoreParts"]
+
+
+class StoreParts:
+    """What the parts of ``BlockStore`` share (mixins that each hold one concern of the store)."""
+
+    url: str
+    _root: zarr.Group
+
+    def _require_writable(self) -> None:  # pragma: no cover - implemented by BlockStore
+        raise NotImplementedError
+
+    def manifest(self) -> Manifest:  # pragma: no cover - implemented by BlockStore
+        raise NotImplementedError
+
+    def published_history(self, block_id: str, entry: PublishedBlock) -> tuple[int, ...]:  # pragma: no cover
+        raise NotImplementedError

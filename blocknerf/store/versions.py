@@ -1,0 +1,209 @@
+"""Versions of blocks: writing, reading, checksums, deleting, and garbage collection."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from blocknerf.errors import StoreError
+from blocknerf.store.backend import is_local, local_path, reason, utc_now, write_arrays
+from blocknerf.store.faults import fault_point
+from blocknerf.store.manifest import Manifest
+from blocknerf.store.parts import StoreParts
+
+__all__ = ["GcResult", "VersionInfo", "VersionsPart", "checksum_arrays"]
+
+_VERSION_RE = re.compile(r"^v(\d+)$")
+_RECORDS_RE = re.compile(r"^r(\d+)$")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A complete (written, checksummed) version of a block; published or not."""
+
+    block_id: str
+    version: int
+    attrs: Mapping[str, Any]
+
+    @property
+    def checksum(self) -> str:
+        return str(self.attrs["checksum"])
+
+    @property
+    def created(self) -> str:
+        return str(self.attrs.get("created", ""))
+
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What ``BlockStore.gc`` deleted."""
+
+    versions: tuple[tuple[str, int], ...] = ()
+    """(block id, version) pairs."""
+    records: tuple[int, ...] = ()
+    """Records revisions (capture record + plan) that no manifest names any more."""
+    temporary: tuple[str, ...] = ()
+    """Half-written temporary files that killed writes left (local stores; paths in the store)."""
+
+
+def checksum_arrays(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of ``arrays`` in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+class VersionsPart(StoreParts):
+    """Block versions and garbage collection (a part of ``BlockStore``)."""
+
+    def block_ids(self) -> tuple[str, ...]:
+        """Ids of the blocks in the plan."""
+        return self.plan.ids
+
+    def versions(self, block_id: str) -> list[VersionInfo]:
+        """Complete versions of a block, oldest first (incomplete leftovers are ignored)."""
+        group = self._block_group(block_id)
+        if group is None:
+            return []
+        out = []
+        for name in group.group_keys():
+            m = _VERSION_RE.match(name)
+            if m:
+                attrs = dict(group[name].attrs)
+                if attrs.get("complete"):
+                    out.append(VersionInfo(block_id, int(m.group(1)), attrs))
+        return sorted(out, key=lambda v: v.version)
+
+    def version_info(self, block_id: str, version: int) -> VersionInfo | None:
+        group = self._block_group(block_id)
+        if group is None or f"v{version}" not in group:
+            return None
+        attrs = dict(group[f"v{version}"].attrs)
+        return VersionInfo(block_id, version, attrs) if attrs.get("complete") else None
+
+    def write_version(self, block_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> int:
+        """Write a new complete version of a block (not yet published) and return its number."""
+        self._require_writable()
+        group = self._root.require_group(f"blocks/{block_id}")
+        existing = [int(m.group(1)) for m in map(_VERSION_RE.match, group.group_keys()) if m]
+        version = max(existing, default=0) + 1
+        name = f"v{version}"
+        try:
+            target = group.create_group(name)
+            write_arrays(target, arrays)
+            fault_point("during_version_write")
+            target.attrs.put(
+                {**dict(attrs), "block_id": block_id, "version": version, "created": utc_now(),
+                 "checksum": checksum_arrays(arrays), "complete": True}
+            )
+        except (PermissionError, OSError) as exc:
+            raise StoreError(self.url, f"cannot write block {block_id} ({reason(exc)})") from None
+        return version
+
+    def read_version(self, block_id: str, version: int, *, verify: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and attrs of one complete version; reads only that block's arrays."""
+        info = self.version_info(block_id, version)
+        if info is None:
+            raise StoreError(self.url, f"block {block_id} has no complete version {version}")
+        group = self._root[f"blocks/{block_id}/v{version}"]
+        arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+        if verify and checksum_arrays(arrays) != info.checksum:
+            raise StoreError(self.url, f"block {block_id} version {version} fails its checksum")
+        return arrays, dict(info.attrs)
+
+    def read_published(self, block_id: str, manifest: Manifest | None = None) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
+        """The published version of a block: (version, arrays, attrs)."""
+        manifest = manifest or self.manifest()
+        version = manifest.version_of(block_id)
+        if version is None:
+            raise StoreError(self.url, f"block {block_id} has no published version (train it first)")
+        arrays, attrs = self.read_version(block_id, version)
+        return version, arrays, attrs
+
+    def version_nbytes(self, block_id: str, version: int) -> int:
+        """Bytes the version's arrays take in memory once loaded (from metadata; reads no data)."""
+        group = self._root[f"blocks/{block_id}/v{version}"]
+        return int(sum(arr.nbytes for _, arr in group.arrays()))
+
+    def delete_version(self, block_id: str, version: int) -> None:
+        """Delete one version; refuses to delete the published one."""
+        self._require_writable()
+        if self.manifest().version_of(block_id) == version:
+            raise StoreError(self.url, f"block {block_id} version {version} is published; not deleting it")
+        group = self._block_group(block_id)
+        if group is not None and f"v{version}" in group:
+            del group[f"v{version}"]
+
+    def gc(self, keep: int, *, dry_run: bool = False) -> GcResult:
+        """Delete what no reader needs; keep, per block, the published version and the ``keep - 1``
+        versions published most recently before it.
+
+        Deleted: older published versions, versions never published (left by a run that failed or
+        was killed before publishing; rerunning it would have reused them), incomplete leftovers,
+        every records revision but the published one, and the temporary files of killed writes. The published version of a block is
+        never deleted. Run it while no training or update is writing to the store. ``dry_run``:
+        only say what would be deleted.
+        """
+        self._require_writable()
+        if keep < 1:
+            raise StoreError(self.url, "gc --keep must be at least 1")
+        manifest = self.manifest()
+        deleted: list[tuple[str, int]] = []
+        for block_id in self._stored_block_ids():
+            entry = manifest.blocks.get(block_id)
+            kept: set[int] = set()
+            if entry is not None:
+                history = self.published_history(block_id, entry)
+                kept = {entry.version, *(history[len(history) - (keep - 1):] if keep > 1 else ())}
+            group = self._root[f"blocks/{block_id}"]
+            for name in sorted(group.group_keys()):
+                m = _VERSION_RE.match(name)
+                if m and int(m.group(1)) not in kept:
+                    if not dry_run:
+                        del group[name]
+                    deleted.append((block_id, int(m.group(1))))
+        records: list[int] = []
+        if "records" in self._root:
+            group = self._root["records"]
+            for name in sorted(group.group_keys()):
+                m = _RECORDS_RE.match(name)
+                if m and int(m.group(1)) != manifest.records:
+                    if not dry_run:
+                        del group[name]
+                    records.append(int(m.group(1)))
+        if manifest.records != 0 and "plan" in self._root:
+            for name in ("capture", "plan"):
+                if name in self._root and not dry_run:
+                    del self._root[name]
+            records.append(0)
+        temporary: list[str] = []
+        if is_local(self.url):
+            root = local_path(self.url)
+            for leftover in sorted(root.rglob("*.partial")):
+                if not dry_run:
+                    leftover.unlink(missing_ok=True)
+                temporary.append(leftover.relative_to(root).as_posix())
+        return GcResult(versions=tuple(deleted), records=tuple(sorted(records)), temporary=tuple(temporary))
+
+    def _block_group(self, block_id: str) -> zarr.Group | None:
+        try:
+            return self._root[f"blocks/{block_id}"]
+        except KeyError:
+            return None
+
+    def _stored_block_ids(self) -> Iterable[str]:
+        try:
+            return list(self._root["blocks"].group_keys())
+        except KeyError:
+            return []
+
