@@ -28,8 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from dask.utils import format_bytes
+
 from blocknerf.errors import BlockNerfError
-from streaming.config import format_bytes
 from streaming.protocol import BlockKey
 
 B = TypeVar("B")

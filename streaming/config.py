@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -56,7 +55,8 @@ class StreamConfig:
 
     memory_budget_mb: float = 1024.0
     """Most memory the loaded blocks may take together, in MB (10^6 bytes); the LRU cache never
-    exceeds it. A block larger than the budget is an error."""
+    exceeds it. A block larger than the budget is an error. ``--memory-budget`` takes a size with
+    a unit (``parse_bytes``, i.e. dask's units): ``2GB`` is 2000 MB here, ``2GiB`` 2147.48 MB."""
     max_blocks: int = 3
     """Blend at most this many blocks per view (the nearest ones that pass the visibility test)."""
     range_factor: float = 1.0
@@ -119,28 +119,39 @@ class StreamConfig:
         return int(self.memory_budget_mb * 1e6)
 
 
-_UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-}
-
-
 def parse_bytes(text: str) -> int:
-    """``"512MB"`` -> 512000000 bytes: a number and a unit (B, KB, MB, GB, TB: powers of 1000;
-    KiB, MiB, GiB, TiB: powers of 1024); ValueError saying what is wrong otherwise."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*", text)
-    if not m:
+    """``"512MB"`` -> 512000000 bytes: a number and a unit, read by ``dask.utils.parse_bytes``.
+
+    Units follow dask (and the SI/IEC prefixes): B, kB, MB, GB, TB (or k, M, G, T) are powers of
+    1000, so ``2GB`` is 2 * 10^9 bytes; KiB, MiB, GiB, TiB are powers of 1024, so ``2GiB`` is
+    2 * 2^30. Case and spaces do not matter. Stricter than dask, because this reads memory
+    budgets: a unit is required (dask reads a bare ``512`` as 512 bytes, which for a budget is a
+    forgotten ``MB``) and the size must be at least one byte. ValueError with a one-line message
+    saying what is wrong otherwise."""
+    # dask is imported here, not at the top: this module is read by every command (settings) and
+    # must stay cheap to import.
+    from dask.utils import parse_bytes as dask_parse_bytes
+
+    stripped = text.strip()
+    if _is_number(stripped):
+        raise ValueError(f"'{text}' has no unit; write e.g. {stripped}MB or {stripped}GB")
+    if not any(c.isdigit() for c in stripped):  # dask reads a lone unit such as "MB" as 1 MB
         raise ValueError(f"'{text}' is not a size such as 512MB or 2GB")
-    value, unit = float(m.group(1)), m.group(2).lower()
-    if not unit:
-        raise ValueError(f"'{text}' has no unit; write e.g. {text.strip()}MB or {text.strip()}GB")
-    if unit not in _UNITS:
-        raise ValueError(f"'{text}' has an unknown unit '{m.group(2)}' (use B, KB, MB, GB, TB, KiB, MiB, GiB)")
-    nbytes = value * _UNITS[unit]
-    if not math.isfinite(nbytes) or nbytes < 1:
+    try:
+        nbytes = dask_parse_bytes(stripped)
+    except (ValueError, OverflowError) as exc:  # OverflowError: "infGB"
+        raise ValueError(f"'{text}' is not a size such as 512MB or 2GB ({exc})") from None
+    if nbytes < 1:
         raise ValueError(f"'{text}' must be at least one byte")
-    return int(nbytes)
+    return nbytes
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -154,12 +165,4 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def format_bytes(nbytes: float) -> str:
-    """Bytes as a short human string in powers of 1000 (``34.1 MB``)."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(nbytes) >= scale:
-            return f"{nbytes / scale:.1f} {unit}"
-    return f"{int(nbytes)} B"
-
-
-__all__ = ["AutoPathConfig", "MatchConfig", "StreamConfig", "format_bytes", "parse_bytes", "parse_size"]
+__all__ = ["AutoPathConfig", "MatchConfig", "StreamConfig", "parse_bytes", "parse_size"]

@@ -119,7 +119,7 @@ def test_an_update_is_seen_as_whole_new_blocks(fakes) -> None:  # noqa: ANN001
 def test_budget_smaller_than_a_block_is_a_clear_error(fakes, tmp_path: Path) -> None:  # noqa: ANN001
     blocks = [fakes.Block("a", radius=20.0, nbytes=34_000_000)]
     streamer = BlockStreamer(fakes.Source(blocks), StreamConfig(memory_budget_mb=16.0))
-    with pytest.raises(BlockTooLargeError, match=r"block a v1 needs 34.0 MB but the memory budget is 16.0 MB"):
+    with pytest.raises(BlockTooLargeError, match=r"block a v1 needs 32.42 MiB but the memory budget is 15.26 MiB"):
         Compositor(streamer).render(fakes.view([0.0, 0.0, 2.0]))
     # A flythrough fails before it writes anything.
     path = CameraPath(np.repeat(fakes.view([0.0, 0.0, 2.0]).c2w[None], 3, axis=0), np.full(3, 60.0))

@@ -38,12 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dask.utils import format_bytes
+
     from blocknerf.cli.settings import resolve
     from blocknerf.config import to_dict
     from blocknerf.errors import ConfigError
     from blocknerf.store import BlockStore
     from streaming.camera_path import auto_path, read_camera_path
-    from streaming.config import format_bytes, parse_bytes, parse_size
+    from streaming.config import parse_bytes, parse_size
     from streaming.flythrough import render_flythrough
     from streaming.streamer import BlockStreamer
 

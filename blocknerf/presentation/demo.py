@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blocknerf.config import from_dict, read_preset
+from blocknerf.config import read_preset
 from blocknerf.errors import BlockNerfError, ConfigError
 from blocknerf.presentation.report import format_duration, screenshot, write_report
 
@@ -53,7 +53,10 @@ class DemoPreset:
     def load(cls, name: str) -> DemoPreset:
         """The shipped preset ``demo-<name>`` (``full`` or ``quick``)."""
         doc = read_preset(f"demo-{name}")
-        return from_dict(cls, {"name": name, **doc.get("demo", {}), "settings": doc.get("settings") or {}}, where=f"preset demo-{name}")
+        try:
+            return cls(name=name, **doc["demo"], settings=dict(doc.get("settings") or {}))
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(None, f"preset demo-{name}: malformed ({exc})") from None
 
     def config(self) -> dict[str, Any]:
         """The demo's settings as a ``--config`` document."""
@@ -180,14 +183,14 @@ def run_demo(
         "the city changes: a new building and road works, re-captured around them",
         ["synth", changed, "--grid", preset.grid, "--size", preset.size, "--config", config, "--change"],
     )
-    before = demo.run("render the changed area before the update", _changed_views(store, changed, out / "update" / "before"))
+    before = _changed_result(demo.run("render the changed area before the update", _changed_views(store, changed, out / "update" / "before")))
     demo.run(
         f"update: retrain only the blocks the change touches ({preset.update_s:.0f} s each)",
         ["update", store, changed, "--time-budget", preset.update_s, *demo.cluster_args()],
     )
-    after = demo.run("render the changed area after the update", _changed_views(store, changed, out / "update" / "after"))
+    after = _changed_result(demo.run("render the changed area after the update", _changed_views(store, changed, out / "update" / "after")))
 
-    facts = _facts(demo, store, _changed_result(before), _changed_result(after), time.perf_counter() - began)
+    facts = _facts(demo, store, before, after, time.perf_counter() - began)
     (out / "demo.json").write_text(json.dumps(facts, indent=2))
     report = demo.step("write the report", lambda: write_report(out, facts))
     shot = screenshot(report, out / "report.png")
@@ -216,7 +219,7 @@ def _changed_views(store: Path, changed: Path, save_dir: Path) -> list[Any]:
 
 def _changed_result(stage: Stage) -> dict[str, Any]:
     """The composite's result on the changed area, from the ``eval`` stage's JSON, with the
-    versions that were published when it ran."""
+    versions published now (call it right after the stage)."""
     from blocknerf.store import BlockStore
 
     argv = stage.argv

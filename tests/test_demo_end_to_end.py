@@ -1,0 +1,66 @@
+"""``blocknerf demo --quick`` end to end: every stage as a user would run it, and what it writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from blocknerf.cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    assert main(["demo", str(out), "--quick", "--workers", "1"]) == 0
+    return out
+
+
+def test_every_stage_ran_as_a_blocknerf_command(demo: Path) -> None:
+    facts = json.loads((demo / "demo.json").read_text())
+    stages = facts["stages"]
+    assert len(stages) == 10  # the eleventh, writing the report, comes after these facts
+    commands = [s["command"] for s in stages if s["command"]]
+    verbs = [c.split()[1] for c in commands]
+    assert verbs == ["synth", "partition", "train", "eval", "render", "info", "synth", "eval", "update", "eval"]
+    assert all(s["seconds"] > 0 for s in stages)
+
+
+def test_the_blocks_are_trained_and_better_than_a_grey_guess(demo: Path) -> None:
+    ev = json.loads((demo / "eval.json").read_text())
+    assert len(ev["blocks"]) == 2
+    for block in ev["blocks"].values():
+        assert block["views"] > 0 and block["version"] == 1
+    # A flat grey image scores about 11 dB on the synthetic city (sky, road and facades); a trained
+    # composite must be well above that.
+    assert ev["composite"]["views"] == 3
+    assert ev["composite"]["psnr"] > 16.0
+
+
+def test_the_update_republished_only_what_changed_and_kept_the_rest(demo: Path) -> None:
+    facts = json.loads((demo / "demo.json").read_text())
+    before, after = facts["update"]["before"]["published"], facts["update"]["after"]["published"]
+    assert set(before) == set(after)
+    changed = {b for b in after if after[b] != before[b]}
+    assert changed, "the update republished no block"
+    assert all(after[b] == before[b] + 1 for b in changed)
+    assert facts["update"]["after"]["views"] == facts["update"]["before"]["views"] == 4
+
+
+def test_the_report_flythrough_and_map_are_real_files(demo: Path) -> None:
+    page = (demo / "report.html").read_text()
+    for block in json.loads((demo / "demo.json").read_text())["blocks"]:
+        assert block["id"] in page
+    frames = sorted((demo / "flythrough_frames").glob("*.png"))
+    assert len(frames) == 16
+    first, last = (np.asarray(Image.open(p), dtype=np.float32) for p in (frames[0], frames[-1]))
+    assert first.shape == (72, 96, 3)
+    assert np.abs(first - last).mean() > 1.0  # the camera moved: the frames differ
+    assert (demo / "flythrough.mp4").stat().st_size > 1000
+    geo = json.loads((demo / "blocks.geojson").read_text())
+    assert len(geo["features"]) >= 2
