@@ -36,20 +36,22 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 DEFAULT_OUT = ROOT / "bench" / "results" / "train_scaling.json"
 BLOCKS = 4
-# A small model (as the tests' tiny stores use): a step costs tens of milliseconds on one core, so
-# that a block is a task of tens of seconds and four of them fit a few minutes.
-SETTINGS: dict[str, Any] = {
-    "partition": {"strategy": "clusters", "clusters": BLOCKS},
-    "model": {
-        "hashgrid": {"log2_table_size": 14, "levels": 8, "max_resolution": 512},
-        "occupancy": {"resolution": 32},
-        "sampler": {"min_step": 1.0 / 128.0, "cone_angle": 1.0 / 32.0, "contracted_steps": 32, "max_samples_per_ray": 96},
-    },
-    "train": {"samples_per_step": 16384, "max_rays": 1024, "eval_views": 0, "checkpoint_every_s": 3600.0},
-}
+# The tiny preset (the tests' small model: a step costs tens of milliseconds on one core, so that a
+# block is a task of tens of seconds and four of them fit a few minutes), in BLOCKS blocks.
+OVERRIDES: dict[str, Any] = {"partition": {"strategy": "clusters", "clusters": BLOCKS}}
 BAR_WIDTH = 50
+
+
+def config_document() -> dict[str, Any]:
+    """The settings of the run (the tiny preset and OVERRIDES, resolved) as a ``--config`` file."""
+    from blocknerf.cli.settings import Settings, storable
+    from blocknerf.config import read_preset, replace
+
+    tiny = replace(Settings(), read_preset("tiny"), where="preset tiny")
+    return storable(replace(tiny, OVERRIDES, where="bench/train_scaling.py"))
 
 
 def blocknerf(*args: str) -> list[str]:
@@ -60,7 +62,7 @@ def blocknerf(*args: str) -> list[str]:
 def make_city(work: Path, grid: str, size: str) -> Path:
     """Synthesise the city and plan it into BLOCKS blocks; the untrained store's path."""
     city, store, config = work / "city", work / "untrained.zarr", work / "settings.yaml"
-    config.write_text(yaml.safe_dump(SETTINGS))
+    config.write_text(yaml.safe_dump(config_document()))
     subprocess.run(blocknerf("synth", str(city), "--grid", grid, "--size", size, "--quiet"), check=True)
     done = subprocess.run(
         blocknerf("partition", str(city), "--store", str(store), "--config", str(config), "--map", str(work / "map.png"), "--json"),

@@ -43,9 +43,9 @@ import torch  # noqa: E402
 
 from blocknerf.model.block import load_block  # noqa: E402
 from blocknerf.capture.frames import Capture  # noqa: E402
-from blocknerf.cli.settings import Settings  # noqa: E402
+from blocknerf.cli.settings import Settings, storable  # noqa: E402
 from blocknerf.training.cluster import ClusterConfig, train_blocks  # noqa: E402
-from blocknerf.config import replace, to_dict  # noqa: E402
+from blocknerf.config import read_preset, replace, to_dict  # noqa: E402
 from blocknerf.errors import CaptureWarning  # noqa: E402
 from blocknerf.evaluation.views import evaluate_views  # noqa: E402
 from blocknerf.store import BlockStore  # noqa: E402
@@ -54,16 +54,12 @@ from blocknerf.training.trainer import run_steps  # noqa: E402
 from blocknerf.updating import UpdateConfig, update_store  # noqa: E402
 from partitioning import plan_blocks  # noqa: E402
 
-SETTINGS = {
+OVERRIDES = {
     "partition": {"strategy": "grid", "spacing_m": 100.0, "overlap": 0.5, "far_m": 40.0},
-    "model": {
-        "hashgrid": {"log2_table_size": 14, "levels": 8, "max_resolution": 512},
-        "occupancy": {"resolution": 32},
-        "sampler": {"min_step": 1.0 / 128.0, "cone_angle": 1.0 / 32.0, "contracted_steps": 32, "max_samples_per_ray": 96},
-    },
-    "train": {"samples_per_step": 16384, "max_rays": 1024, "eval_views": 0, "checkpoint_every_s": 1e9},
+    "train": {"checkpoint_every_s": 1e9},
 }
-"""Small enough to train a 3x3 city in a few minutes on two cores (the tests' tiny model)."""
+"""The tiny preset (small enough to train a 3x3 city in a few minutes on two cores) with these
+differences: a 3x3 grid of blocks 100 m apart, and no checkpoints during a run."""
 AREA_MARGIN_M = 10.0
 """The update's capture: frames of the change capture within the new building's changed region
 plus this margin."""
@@ -85,7 +81,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", CaptureWarning)
     width, height = (int(v) for v in args.size.lower().split("x"))
-    settings = replace(Settings(), {**SETTINGS, "train": {**SETTINGS["train"], "steps": args.steps}}, where="bench")
+    tiny = replace(Settings(), read_preset("tiny"), where="preset tiny")
+    settings = replace(tiny, {**OVERRIDES, "train": {**OVERRIDES["train"], "steps": args.steps}}, where="bench/update.py")
     work = Path(args.work or tempfile.mkdtemp(prefix="blocknerf-update-"))
     work.mkdir(parents=True, exist_ok=True)
     cluster = ClusterConfig(in_process=True, threads_per_worker=args.threads)
@@ -167,7 +164,7 @@ def main() -> int:
             "frames": {"city": len(city), "change_capture": len(changed), "update": len(area),
                        "superseded": len(update.superseded)},
             "steps": {"full": args.steps, "update": warm_steps},
-            "settings": SETTINGS,
+            "settings": storable(settings),
             "image_size": [width, height],
             "torch_threads": args.threads,
             "cpu_count": os.cpu_count(),

@@ -43,16 +43,12 @@ def tiny_city(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- streaming -------------------------------------------------------------------------------------
-# Settings of the trained tiny store: a small model and a short step schedule along rays, so that
-# training a block takes a few dozen steps and rendering a 64x48 view well under a second.
-TINY_STORE_SETTINGS = {
+# The trained tiny store: the tiny preset (``blocknerf/presets/tiny.yaml``: a small model and a short
+# step schedule along rays) with these differences: 2 blocks, 80 steps (a block trains in seconds)
+# and a small appearance-matching run.
+TINY_STORE_OVERRIDES = {
     "partition": {"strategy": "clusters", "clusters": 2, "spacing_m": 60.0},
-    "model": {
-        "hashgrid": {"log2_table_size": 14, "levels": 8, "max_resolution": 512},
-        "occupancy": {"resolution": 32},
-        "sampler": {"min_step": 1.0 / 128.0, "cone_angle": 1.0 / 32.0, "contracted_steps": 32, "max_samples_per_ray": 96},
-    },
-    "train": {"steps": 80, "samples_per_step": 16384, "max_rays": 1024, "eval_views": 0, "checkpoint_every_s": 3600.0},
+    "train": {"steps": 80},
     "stream": {"visibility_size": 16, "match": {"steps": 20, "views": 3, "width": 24, "batch_rays": 512}},
 }
 
@@ -74,18 +70,17 @@ def tiny_store(tiny_city: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """A block store of ``tiny_city`` split into 2 overlapping blocks (k-means of the camera
     positions), each trained a few dozen steps in-process with a small model; its path. Shared by
     the session: tests that change a store copy it first (``tiny_store_copy``)."""
-    import warnings
-
     import torch
 
     from blocknerf.capture.transforms import read_capture
     from blocknerf.cli.settings import Settings
-    from blocknerf.training.cluster import ClusterConfig, train_blocks
-    from blocknerf.config import replace, to_dict
+    from blocknerf.config import read_preset, replace, to_dict
     from blocknerf.store import BlockStore
+    from blocknerf.training.cluster import ClusterConfig, train_blocks
     from partitioning import plan_blocks
 
-    settings = replace(Settings(), TINY_STORE_SETTINGS, where="TINY_STORE_SETTINGS")
+    tiny = replace(Settings(), read_preset("tiny"), where="preset tiny")
+    settings = replace(tiny, TINY_STORE_OVERRIDES, where="TINY_STORE_OVERRIDES")
     capture = read_capture(tiny_city)
     geo = capture.geo_origin
     plan = plan_blocks(capture.camera_arrays(), settings.partition, geo_origin=None if geo is None else (geo.lat, geo.lon, geo.alt))
@@ -93,11 +88,8 @@ def tiny_store(tiny_city: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     BlockStore.create(url, plan=plan, capture=capture, config=to_dict(settings))
     threads = torch.get_num_threads()
     try:
-        with warnings.catch_warnings():
-            # Known, harmless warnings of the trainer this fixture only uses to make a store.
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            # One torch thread: with tensors this small, more threads only wait on each other.
-            report = train_blocks(str(url), None, settings.model, settings.train, ClusterConfig(in_process=True, threads_per_worker=1))
+        # One torch thread: with tensors this small, more threads only wait on each other.
+        report = train_blocks(str(url), None, settings.model, settings.train, ClusterConfig(in_process=True, threads_per_worker=1))
     finally:
         torch.set_num_threads(threads)
     assert not report.failed, report.failed
@@ -193,8 +185,13 @@ class FakeSource:
         return int(getattr(block, "metadata_nbytes", block.nbytes) * self.estimate_scale)
 
     def load(self, key):  # noqa: ANN001, ANN201
+        from blocknerf.errors import InputError
+
         if self.block_loads is not None:
             self.block_loads(key)
+        if key not in self.blocks:
+            # As the store does: an error the command line reports in one line, not a KeyError.
+            raise InputError(None, f"block {key[0]} has no version {key[1]}")
         self.loads.append(key)
         return self.blocks[key]
 

@@ -39,38 +39,78 @@ def _world_to_pixel(width: int, world: tuple[float, float], lo: float, hi: float
     return int(56 + (world[0] - lo) * scale), int(64 + (hi - world[1]) * scale)
 
 
-def test_block_map_is_a_png_with_darker_overlaps_and_both_camera_colours(city, geo_plan, tmp_path) -> None:  # noqa: ANN001
+def _fill(blocks: int) -> np.ndarray:
+    """The map's colour where ``blocks`` translucent discs overlap: the background under that many
+    layers of the block colour at alpha 0.16, rounded as the map rounds."""
+    alpha = 1.0 - (1.0 - blockmap._FILL_ALPHA) ** blocks
+    return np.floor(np.array(blockmap._BACKGROUND) * (1.0 - alpha) + np.array(blockmap._BLOCK) * alpha + 0.5)
+
+
+def _pixel(rgb: np.ndarray, world: tuple[float, float], lo: float, hi: float) -> np.ndarray:
+    x, y = _world_to_pixel(rgb.shape[1], world, lo, hi)
+    return rgb[y, x]
+
+
+def _train_flags_at(cameras, xy: tuple[float, float]) -> np.ndarray:  # noqa: ANN001
+    """is_train of the cameras standing at ``xy`` (street_grid puts four headings at each point)."""
+    at = np.linalg.norm(cameras.positions[:, :2] - np.asarray(xy), axis=1) < 1e-6
+    return cameras.is_train[at]
+
+
+# The window of the 2x2 street grid's map spans -160..160 m (discs of radius 80 about -80..80) plus
+# 4 %: -172.8..172.8. Points away from streets, grid lines and outlines, by how many discs cover them.
+GRID_WINDOW = (-172.8, 172.8)
+FILLS = {(-165.0, 165.0): 0, (-140.0, 20.0): 1, (-120.0, 40.0): 2, (-40.0, -40.0): 4, (40.0, 40.0): 4}
+TRAINING_ONLY = (-90.0, -80.0)  # four training cameras
+ONE_HELD_OUT = (-55.0, -80.0)  # three training cameras and one held-out camera
+
+
+def _read_map(path) -> np.ndarray:  # noqa: ANN001
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        return np.asarray(img.convert("RGB")).astype(int)
+
+
+def test_block_map_shades_each_place_by_the_blocks_covering_it_and_dots_the_cameras(city, geo_plan, tmp_path) -> None:  # noqa: ANN001
     path = draw_block_map(geo_plan, city, tmp_path / "maps" / "map.png", size_px=800)
     assert path == tmp_path / "maps" / "map.png"
-    with Image.open(path) as img:
-        assert img.format == "PNG" and img.size[0] == 800
-        rgb = np.asarray(img.convert("RGB")).astype(int)
-    # The window spans -160..160 m (discs of radius 80 about -80..80) plus 4 %: -172.8..172.8.
-    lo, hi = -172.8, 172.8
-    one = rgb[_world_to_pixel(800, (-150.0, 0.0), lo, hi)[::-1]]  # only bm01_000 covers it
-    four = rgb[_world_to_pixel(800, (-40.0, -40.0), lo, hi)[::-1]]  # four blocks overlap here
-    outside = rgb[_world_to_pixel(800, (-170.0, 170.0), lo, hi)[::-1]]
-    assert outside.sum() > one.sum() > four.sum()
-    assert four[2] > four[0]  # blue tint
-    # Training (dark navy) and held-out (orange) camera dots are both drawn.
-    colours = {tuple(c) for c in rgb.reshape(-1, 3)[::7]}
-    assert any(r > 200 and g < 140 and b < 80 for r, g, b in colours)
-    assert any(r < 60 and g < 70 and b < 90 for r, g, b in colours)
+    rgb = _read_map(path)
+    assert rgb.shape[1] == 800
+    for world, blocks in FILLS.items():
+        np.testing.assert_allclose(_pixel(rgb, world, *GRID_WINDOW), _fill(blocks), atol=1, err_msg=f"{world}: {blocks} blocks")
+    # A camera is a dot of its split's colour (held-out dots drawn last, on top); downsampling the
+    # 2x drawing moves a dot's centre by a few levels.
+    assert _train_flags_at(city, TRAINING_ONLY).all() and not _train_flags_at(city, ONE_HELD_OUT).all()
+    np.testing.assert_allclose(_pixel(rgb, TRAINING_ONLY, *GRID_WINDOW), blockmap._TRAIN, atol=16)
+    np.testing.assert_allclose(_pixel(rgb, ONE_HELD_OUT, *GRID_WINDOW), blockmap._HELD_OUT, atol=16)
 
 
 def test_block_map_draws_large_captures_as_density(city, geo_plan, tmp_path, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(blockmap, "DOTS_UP_TO", 10)
-    path = draw_block_map(geo_plan, city, tmp_path / "dense.png", size_px=600, title="density")
-    with Image.open(path) as img:
-        assert img.size[0] == 600
+    rgb = _read_map(draw_block_map(geo_plan, city, tmp_path / "dense.png", size_px=600, title="density"))
+    assert rgb.shape[1] == 600
+    for world, blocks in FILLS.items():  # the density layer stays on the cameras
+        np.testing.assert_allclose(_pixel(rgb, world, *GRID_WINDOW), _fill(blocks), atol=1, err_msg=f"{world}: {blocks} blocks")
+    trained, mixed = _pixel(rgb, TRAINING_ONLY, *GRID_WINDOW), _pixel(rgb, ONE_HELD_OUT, *GRID_WINDOW)
+    # Cameras darken the map (alpha >= 0.4 toward their colour) instead of being dots: where one of
+    # four cameras is held out, the colour is the 3:1 mix of navy and orange, red above blue (no
+    # orange dot), while training cameras alone are navy, blue above red.
+    assert trained.sum() < 0.5 * _fill(4).sum() and mixed.sum() < 0.5 * _fill(4).sum()
+    assert trained[2] > trained[0] and mixed[0] > mixed[2] and mixed[0] < 150
 
 
 def test_block_map_without_geo_and_with_one_block(tmp_path) -> None:  # noqa: ANN001
     cams, _ = street_grid(1, step_m=10.0)
     plan = plan_blocks(cams, PartitionConfig(spacing_m="auto"))
     assert len(plan) == 1 and plan.geo_origin is None
-    with Image.open(draw_block_map(plan, cams, tmp_path / "one.png", size_px=400)) as img:
-        assert img.size[0] == 400
+    (block,) = plan.blocks
+    assert block.center[:2] == pytest.approx((0.0, 0.0))
+    rgb = _read_map(draw_block_map(plan, cams, tmp_path / "one.png", size_px=400))
+    assert rgb.shape[1] == 400
+    # The disc (radius r, about 67 m) spans the window with its 4 % margins: -1.08 r .. 1.08 r.
+    window = (-1.08 * block.radius_m, 1.08 * block.radius_m)
+    np.testing.assert_allclose(_pixel(rgb, (30.0, -30.0), *window), _fill(1), atol=1)  # inside, between streets
+    np.testing.assert_allclose(_pixel(rgb, (-70.0, 70.0), *window), _fill(0), atol=1)  # a corner, outside the disc
 
 
 @pytest.mark.parametrize(("target", "nice"), [(7.3, 5.0), (1.0, 1.0), (199.0, 100.0), (0.03, 0.02), (2500.0, 2000.0)])

@@ -28,6 +28,8 @@ import pytest
 import torch
 import yaml
 
+from blocknerf.cli.settings import Settings, storable
+from blocknerf.config import read_preset, replace
 from blocknerf.model.block import load_block
 from blocknerf.store import BlockStore
 
@@ -35,20 +37,17 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900
 
 STEPS = 60
 CHECKPOINT_EVERY = 15
-# The tiny model of conftest's TINY_STORE_SETTINGS with a checkpoint every CHECKPOINT_EVERY steps,
-# so that a block is killed between checkpoints, not before its first one or after its last one.
-SETTINGS = {
-    "partition": {"strategy": "clusters", "clusters": 2, "spacing_m": 60.0},
-    "model": {
-        "hashgrid": {"log2_table_size": 14, "levels": 8, "max_resolution": 512},
-        "occupancy": {"resolution": 32, "warmup_steps": 8},
-        "sampler": {"min_step": 1.0 / 128.0, "cone_angle": 1.0 / 32.0, "contracted_steps": 32, "max_samples_per_ray": 96},
+# The tiny preset with 2 blocks and a checkpoint every CHECKPOINT_EVERY steps, so that a block is
+# killed between checkpoints, not before its first one or after its last one.
+SETTINGS = replace(
+    replace(Settings(), read_preset("tiny"), where="preset tiny"),
+    {
+        "partition": {"strategy": "clusters", "clusters": 2, "spacing_m": 60.0},
+        "model": {"occupancy": {"warmup_steps": 8}},
+        "train": {"steps": STEPS, "warmup_steps": 5, "checkpoint_every_steps": CHECKPOINT_EVERY},
     },
-    "train": {
-        "steps": STEPS, "warmup_steps": 5, "samples_per_step": 16384, "max_rays": 1024, "eval_views": 0,
-        "checkpoint_every_s": 3600.0, "checkpoint_every_steps": CHECKPOINT_EVERY,
-    },
-}
+    where="tests/test_cluster.py SETTINGS",
+)
 # The most any one wait on a subprocess may take: generous, because this machine may be busy.
 WAIT_S = 240.0
 # One torch/BLAS thread per process: two workers share two cores.
@@ -125,7 +124,7 @@ def make_store(city: Path, store: Path) -> BlockStore:
     from blocknerf.cli.main import main
 
     config = store.parent / "settings.yaml"
-    config.write_text(yaml.safe_dump(SETTINGS))
+    config.write_text(yaml.safe_dump(storable(SETTINGS)))
     assert main(["partition", str(city), "--store", str(store), "--config", str(config), "--map", str(store.parent / "map.png"), "--json"]) == 0
     opened = BlockStore.open(store)
     assert len(opened.plan.ids) == 2

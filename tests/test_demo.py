@@ -1,30 +1,115 @@
-"""The demo's presets, its output directory rules, and the report page it writes."""
+"""The demo's presets, the stages it runs and the facts it gathers, its output directory rules, and
+the report page it writes."""
 
 from __future__ import annotations
 
 import json
 import re
+import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
+from blocknerf.capture.images import save_image
 from blocknerf.cli.main import main
 from blocknerf.cli.settings import Settings
-from blocknerf.config import replace
-from blocknerf.presentation.demo import PRESETS
-from blocknerf.capture.images import save_image
+from blocknerf.config import preset_names, replace
+from blocknerf.presentation import demo as demo_module
+from blocknerf.presentation.demo import PRESET_NAMES, DemoPreset, DemoStageFailed, run_demo
 from blocknerf.presentation.report import format_duration, write_report
+from blocknerf.store import BlockStore
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_the_preset_names_are_the_shipped_demo_presets():
+    assert sorted(f"demo-{name}" for name in PRESET_NAMES) == sorted(p for p in preset_names() if p.startswith("demo-"))
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
 def test_every_preset_is_a_valid_config(name):
-    preset = PRESETS[name]
-    settings = replace(Settings(), preset.config(), where=f"preset {name}")
+    preset = DemoPreset.load(name)
+    assert preset.name == name
+    settings = replace(Settings(), preset.config(), where=f"preset demo-{name}")
     assert settings.partition.strategy == "clusters" and settings.partition.clusters == preset.blocks
     assert settings.train.time_budget_s == preset.train_s
     # The presets are bounded by time: their step count must never be what stops training.
     assert settings.train.steps >= 10_000
+
+
+class FakeBlocknerf:
+    """``blocknerf ARGV`` for ``run_demo`` without training: ``partition`` runs for real (on the tiny
+    city), the other commands only write the files the demo reads back. Records every argv;
+    ``fail``: the subcommand that exits 1."""
+
+    def __init__(self, city: Path, fail: str | None = None) -> None:
+        self.city = city
+        self.fail = fail
+        self.argv: list[list[str]] = []
+        self.composite_psnr = iter([15.5, 14.5, 19.75])  # the city, then the changed area before and after
+
+    def __call__(self, argv: list[str]) -> int:
+        self.argv.append(argv)
+        verb = argv[0]
+        if verb == self.fail:
+            return 1
+        if verb == "synth":
+            shutil.copytree(self.city, argv[1])
+        elif verb == "partition":
+            return main(argv)
+        elif verb == "eval":
+            psnr = next(self.composite_psnr)
+            composite = {"views": 3, "psnr": psnr, "ssim": 0.5, "per_view": [{"frame": "images/a.png", "psnr": psnr, "ssim": 0.5}]}
+            result = Path(argv[argv.index("--out") + 1])
+            result.parent.mkdir(parents=True, exist_ok=True)
+            result.write_text(json.dumps({"blocks": {}, "composite": composite}))
+        elif verb == "render":
+            summary = {"frames": 16, "frames_per_s": 0.5, "blocks_per_frame_mean": 1.25, "hit_rate": 0.875, "peak_cache_bytes": 3 << 20,
+                       "budget_bytes": 1 << 30, "pop": {"switches": 1, "max_change_at_switch": 0.02, "max_change_elsewhere": 0.03}}
+            Path(argv[argv.index("--stats") + 1]).write_text(json.dumps({"summary": summary}))
+        return 0
+
+
+def test_the_demo_runs_each_stage_as_the_command_it_prints_and_reports_what_they_wrote(tiny_city, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_module, "screenshot", lambda report, png: None)  # no browser in a unit test
+    fake, printed = FakeBlocknerf(tiny_city), []
+    out = tmp_path / "demo"
+    preset = DemoPreset.load("quick")
+    facts = run_demo(out, command=fake, preset=preset, workers=3, echo=printed.append)
+
+    config = str(out / "demo.yaml")
+    assert yaml.safe_load((out / "demo.yaml").read_text()) == preset.config()
+    assert [a[0] for a in fake.argv] == ["synth", "partition", "train", "eval", "render", "info", "synth", "eval", "update", "eval"]
+    synth, partition, train = fake.argv[:3]
+    assert synth == ["synth", str(out / "capture"), "--grid", preset.grid, "--size", preset.size, "--config", config]
+    assert partition[:4] == ["partition", str(out / "capture"), "--store", str(out / "city.zarr")] and config in partition
+    assert train == ["train", str(out / "city.zarr"), "--workers", "3"]
+    # Each stage is printed and recorded as the command it ran.
+    commands = ["blocknerf " + shlex.join(argv) for argv in fake.argv]
+    assert [s["command"] for s in facts["stages"]] == commands
+    assert all(any(line.endswith(f"$ {c}") for line in printed) for c in commands)
+
+    # The facts are plain JSON, written as demo.json, and hold what the stages wrote.
+    assert json.loads((out / "demo.json").read_text()) == facts
+    assert facts["preset"] == "quick" and facts["eval"] == json.loads((out / "eval.json").read_text())
+    assert (facts["update"]["before"]["psnr"], facts["update"]["after"]["psnr"]) == (14.5, 19.75)
+    assert facts["update"]["before"]["published"] == facts["update"]["after"]["published"] == {}  # nothing trained
+    assert facts["flythrough"]["summary"]["frames"] == 16
+    plan = BlockStore.open(out / "city.zarr").plan
+    assert [b["id"] for b in facts["blocks"]] == list(plan.ids) and len(plan.ids) == preset.blocks
+    assert all(b["published"] is None and b["versions"] == [] for b in facts["blocks"])
+    assert (out / "report.html").exists()
+
+
+def test_a_failing_stage_stops_the_demo_with_its_exit_code(tiny_city, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_module, "screenshot", lambda report, png: None)
+    fake = FakeBlocknerf(tiny_city, fail="train")
+    with pytest.raises(DemoStageFailed, match=r"stage 'train every block .*' failed \(exit 1\): blocknerf train ") as err:
+        run_demo(tmp_path / "demo", command=fake, preset=DemoPreset.load("quick"), echo=lambda line: None)
+    assert err.value.stage.exit_code == 1
+    assert [a[0] for a in fake.argv] == ["synth", "partition", "train"]
+    assert not (tmp_path / "demo" / "report.html").exists()
 
 
 def test_the_demo_refuses_a_directory_that_is_not_an_earlier_demo(tmp_path, capsys):
@@ -88,7 +173,6 @@ def test_the_report_escapes_what_it_shows(tmp_path):
     facts["stages"][0]["command"] = "blocknerf train '<city>.zarr'"
     page = write_report(tmp_path, facts).read_text()
     assert "&lt;city&gt;" in page and "<city>" not in page
-    json.dumps(facts)  # facts stay plain JSON
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.04, "0.0 s"), (59.94, "59.9 s"), (60.0, "1 min 00 s"), (754.2, "12 min 34 s")])

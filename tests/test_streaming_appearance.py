@@ -143,13 +143,32 @@ def test_optimising_the_code_recovers_a_neighbours_look() -> None:
     assert code.shape == (8,) and not code.requires_grad
 
 
-def test_matching_never_makes_a_seam_worse() -> None:
-    """Targets the code cannot approach: the zero code is kept (loss unchanged)."""
+def test_a_code_that_would_raise_the_loss_is_not_taken() -> None:
+    """A flat grey target and one Adam step of lr 100 (which moves every code value by about 100):
+    the step overshoots, the loss with that code is higher, so the zero code is kept and the loss
+    reported is the zero code's, computed here from the block's own renders."""
     block = tiny_block(1)
     v = view(0.0, 0.0, 0.0)
     n = v.intrinsics.width * v.intrinsics.height
-    targets = [(v, torch.full((n, 3), 0.5), torch.ones(n))]
-    code, before, after = optimise_code(block, targets, MatchConfig(steps=1, lr=100.0, prior=0.0))
-    assert after <= before
-    if after == before:
-        assert torch.count_nonzero(code) == 0
+    target = torch.full((n, 3), 0.5)
+    origins, dirs, _ = image_rays(np.array(v.c2w), v.intrinsics)
+    renders = []  # (code, rgb) of every full render with a code: the zero code's, then the candidate's
+    render_rays = block.render_rays
+
+    def recording(rays: Rays, **kwargs: object):  # noqa: ANN202
+        out = render_rays(rays, **kwargs)
+        if rays.appearance is not None:
+            renders.append((rays.appearance[0].clone(), out.rgb))
+        return out
+
+    block.render_rays = recording
+    code, before, after = optimise_code(block, [(v, target, torch.ones(n))], MatchConfig(steps=1, lr=100.0, prior=0.0))
+    weight = render_rays(Rays(origins, dirs, None, None)).visibility.clamp(0, 1)
+
+    def loss(rgb: torch.Tensor) -> float:
+        return float((((rgb - target) ** 2).sum(dim=-1) * weight).sum() / weight.sum())
+
+    (zero, zero_rgb), (candidate, candidate_rgb) = renders
+    assert torch.count_nonzero(zero) == 0 and before == pytest.approx(loss(zero_rgb), rel=1e-6)
+    assert float(candidate.abs().min()) > 50.0 and loss(candidate_rgb) > before  # the step overshot
+    assert torch.count_nonzero(code) == 0 and after == before

@@ -3,6 +3,7 @@ composite quality against single blocks, and no pop at block switches."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -94,23 +95,27 @@ def test_a_published_update_is_streamed_as_a_new_block(tiny_store_copy: Path) ->
     np.testing.assert_array_equal(after.rgb, before.rgb)  # the same weights, as a new block
 
 
-def test_matching_reduces_the_seam_and_is_used_by_renders(tiny_store_copy: Path) -> None:
+def test_matching_is_stored_and_renders_use_the_stored_codes(tiny_store_copy: Path) -> None:
     store = BlockStore.open(tiny_store_copy, writable=True)
     cfg = stream_config(store, device="cpu")
     table = match_appearance(store, cfg.match)
     table.save(store)
     assert len(table.codes) == 2 and len(table.roots) == 1
-    (matched,) = [c for c in table.codes.values() if c.reference]
-    assert matched.views >= 1 and matched.loss_after <= matched.loss_before
+    (block_id,) = [b for b, c in table.codes.items() if c.reference]
+    matched = table.codes[block_id]
+    assert matched.views >= 1 and matched.loss_before is not None
+    # A code is taken only where it lowers the loss; otherwise the zero code (the typical look) stays.
+    assert matched.loss_after < matched.loss_before or (matched.loss_after == matched.loss_before and not any(matched.code))
     stored = AppearanceTable.load(BlockStore.open(tiny_store_copy))
     assert stored == table and stored.manifest_serial == store.manifest().serial
-    # Renders pick the matched code up.
+    # Renders pick the stored code up (a known, non-zero one: the zero code is also the default).
+    known = dataclasses.replace(matched, code=tuple(0.125 * (i + 1) for i in range(len(matched.code))))
+    AppearanceTable({**table.codes, block_id: known}, table.roots, table.manifest_serial).save(store)
     streamer = BlockStreamer.open(BlockStore.open(tiny_store_copy), cfg)
-    (block_id,) = [b for b, c in table.codes.items() if c.reference]
-    key = (block_id, table.codes[block_id].version)
+    key = (block_id, known.version)
     with streamer.cache.lease(key) as block:
         code = streamer.appearance_code(key, block)
-    np.testing.assert_allclose(code.numpy(), table.codes[block_id].code, rtol=1e-6)
+    np.testing.assert_allclose(code.numpy(), known.code, rtol=1e-6)
 
 
 def test_composite_is_at_least_as_good_as_the_best_single_block(tiny_store: Path) -> None:
@@ -119,8 +124,9 @@ def test_composite_is_at_least_as_good_as_the_best_single_block(tiny_store: Path
     assert result["views"] == 6
     assert set(result["per_block_psnr"]) == set(store.plan.ids)
     assert result["oracle_block_psnr"] >= result["best_block_psnr"]
-    # Blending may not cost quality: within 0.25 dB of the best block on the same views, or better.
-    assert result["psnr"] >= result["best_block_psnr"] - 0.25, result
+    # Each view is rendered mostly by the block nearest to it, which saw it from close by, while any
+    # one block must also render the views far from it: the composite beats every single block.
+    assert result["psnr"] >= result["best_block_psnr"], result
     assert math.isfinite(result["ssim"]) and result["blocks_per_view_mean"] >= 1.0
 
 

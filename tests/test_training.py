@@ -11,7 +11,7 @@ import torch
 from blocknerf.model.block import load_block
 from blocknerf.capture.transforms import read_capture
 from blocknerf.cli.settings import Settings
-from blocknerf.config import replace
+from blocknerf.config import read_preset, replace
 from blocknerf.errors import InputError, TrainingError
 from blocknerf.capture.images import load_image
 from blocknerf.evaluation.metrics import psnr
@@ -19,14 +19,13 @@ from blocknerf.store import BlockStore
 from blocknerf.training.trainer import train_block
 from partitioning import BlockSpec, PartitionConfig, plan_blocks
 
-SMALL = {
-    "model": {
-        "hashgrid": {"log2_table_size": 14, "levels": 8, "max_resolution": 512},
-        "occupancy": {"resolution": 32, "warmup_steps": 16},
-        "sampler": {"min_step": 1.0 / 128.0, "cone_angle": 1.0 / 32.0, "contracted_steps": 32, "max_samples_per_ray": 96},
-    },
-    "train": {"steps": 60, "warmup_steps": 5, "samples_per_step": 16384, "max_rays": 1024, "eval_views": 2, "checkpoint_every_s": 3600.0},
-}
+# The tiny preset with a short schedule: 60 steps, warm-ups that end early in them, and 2
+# held-out views evaluated after training.
+SMALL = replace(
+    replace(Settings(), read_preset("tiny"), where="preset tiny"),
+    {"model": {"occupancy": {"warmup_steps": 16}}, "train": {"steps": 60, "warmup_steps": 5, "eval_views": 2}},
+    where="tests/test_training.py SMALL",
+)
 
 
 class Recorder:
@@ -54,7 +53,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def setup(tiny_city):
-    settings = replace(Settings(), SMALL)
+    settings = SMALL
     capture = read_capture(tiny_city)
     plan = plan_blocks(capture.camera_arrays(), PartitionConfig(spacing_m="auto"))
     return settings, capture, plan
