@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from blocknerf.capture import load_image, read_capture
 from blocknerf.cli.main import main
 
 pytestmark = pytest.mark.slow
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    return float(-10.0 * np.log10(np.mean((a - b) ** 2)))
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +41,14 @@ def test_the_blocks_are_trained_and_better_than_a_grey_guess(demo: Path) -> None
     assert len(ev["blocks"]) == 2
     for block in ev["blocks"].values():
         assert block["views"] > 0 and block["version"] == 1
-    # A flat grey image scores about 11 dB on the synthetic city (sky, road and facades); a trained
-    # composite must be well above that.
-    assert ev["composite"]["views"] == 3
-    assert ev["composite"]["psnr"] > 16.0
+    # Against the best flat image of each held-out view (its own mean colour, which no model can
+    # know: about 15 dB on this city), the trained composite must be clearly better on the same views.
+    composite = ev["composite"]
+    assert composite["views"] == 3
+    by_id = {f.id: f for f in read_capture(demo / "capture").test_frames}
+    images = [load_image(by_id[v["frame"]].image_path) / 255.0 for v in composite["per_view"]]
+    flat = [psnr_db(img, img.mean(axis=(0, 1), keepdims=True)) for img in images]
+    assert composite["psnr"] > float(np.mean(flat)) + 1.0
 
 
 def test_the_update_republished_only_what_changed_and_kept_the_rest(demo: Path) -> None:
