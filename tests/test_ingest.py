@@ -4,6 +4,7 @@ their poses, a COLMAP model import, and the bad-input cases (one line, exit code
 from __future__ import annotations
 
 import json
+import warnings
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from blocknerf.capture.frames import Capture
 from blocknerf.capture.transforms import read_capture
 from blocknerf.cli.main import main
+from blocknerf.errors import CaptureWarning
 from blocknerf.ingest.registration import fit_similarity
 
 pytest.importorskip("pycolmap")
@@ -72,7 +74,8 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("street")
     truth = _synth(root / "synth", 0.0)
     photos = _photos(truth, root / "photos")
-    assert main(["ingest", str(photos), str(root / "out"), "--test-every", "8"]) == 0
+    # One thread: COLMAP's multi-threaded mapping is not repeatable; with one it is, for a seed.
+    assert main(["ingest", str(photos), str(root / "out"), "--test-every", "8", "--threads", "1"]) == 0
     return {"root": root, "truth": truth, "out": root / "out", "photos": photos}
 
 
@@ -124,7 +127,9 @@ def test_colmap_import_with_noisy_gps_registers_within_the_noise(street: dict) -
     est_in_truth = truth.geo.lla_to_enu(est.geo.enu_to_lla(e[:, :3, 3]))
     # 36 GPS fixes with 2 m noise per axis constrain the fit far better than any one fix.
     assert np.median(np.linalg.norm(est_in_truth - t[:, :3, 3], axis=1)) < 2.0
-    assert np.median(_rotation_errors_deg(e, t)) < 2.0
+    # The tilt along the street comes from the GPS heights alone: 2 m noise over a 33 m line allows
+    # a few degrees (the synthetic test above, with exact GPS, holds rotations to 1 degree).
+    assert np.median(_rotation_errors_deg(e, t)) < 6.0
     report = json.loads((out / "ingest.json").read_text())
     assert 1.0 < report["gps_residual_median_m"] < 6.0  # the noise shows up in the residuals
 
@@ -137,7 +142,9 @@ def test_fox_photos_without_poses_agree_with_colmap(tmp_path: Path, capsys: pyte
     assert main(["ingest", str(photos), str(tmp_path / "out")]) == 0
     assert "no GPS" in capsys.readouterr().err
     est = read_capture(tmp_path / "out")
-    truth = _by_name(read_capture(FOX))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CaptureWarning)  # the fox lists images it does not ship
+        truth = _by_name(read_capture(FOX))
     assert len(est.frames) >= 45
     e = np.array([f.c2w for f in est.frames])
     t = np.array([truth[Path(f.id).name].c2w for f in est.frames])

@@ -36,8 +36,9 @@ from blocknerf.ingest.sfm import SfmConfig, run_sfm
 MIN_GPS_IMAGES = 3
 """Geo-registration needs at least this many registered images with GPS."""
 COLLINEAR_RATIO = 0.05
-"""GPS positions whose second principal extent is below this fraction of the first lie on a line;
-the roll about that line then comes from the cameras' up vectors."""
+"""GPS positions whose second principal extent is below this fraction of the first, or below 3x
+the GPS residual (noise), lie on a line as far as the fit can tell; the roll about that line then
+comes from the cameras' up vectors."""
 _OUTPUTS = ("transforms.json", "ingest.json", "ingest_map.png", "images", "colmap")
 
 
@@ -200,7 +201,9 @@ def _fix_roll_on_a_line(reg: GeoRegistration, c2w: np.ndarray, gps: list) -> Geo
     enu = geo.lla_to_enu(np.array([[g.lat, g.lon, g.alt] for g in gps]))
     centred = enu - enu.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    if s[0] <= 0 or s[1] >= COLLINEAR_RATIO * s[0]:
+    spread = s / np.sqrt(len(enu))  # RMS extent along each principal direction
+    noise = float(np.median(reg.residuals_m))
+    if spread[0] <= 0 or spread[1] >= max(COLLINEAR_RATIO * spread[0], 3.0 * noise):
         return reg
     axis = vt[0]
     up = reg.similarity.rotation @ c2w[:, :3, 1].mean(axis=0)
