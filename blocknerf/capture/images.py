@@ -38,13 +38,17 @@ def load_image(path: str | Path) -> np.ndarray:
         raise InputError(path, f"unreadable or truncated image ({_reason(exc)})") from None
 
 
-def save_image(path: str | Path, rgb: np.ndarray) -> None:
-    """Write ``(H, W, 3)`` uint8 or float in [0, 1] as PNG/JPEG (by suffix)."""
+def save_image(path: str | Path, rgb: np.ndarray, *, exif: bytes | None = None, quality: int = 95) -> None:
+    """Write ``(H, W, 3)`` uint8 or float in [0, 1] as PNG/JPEG (by suffix), with raw ``exif``
+    (``Exif\\0\\0`` + TIFF) when given; ``quality`` is the JPEG quality."""
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8:
         arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+    options: dict = {} if exif is None else {"exif": exif}
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        options["quality"] = quality
+    Image.fromarray(arr).save(path, **options)
 
 
 def _reason(exc: BaseException) -> str:

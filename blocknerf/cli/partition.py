@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -33,11 +34,16 @@ def run(args: argparse.Namespace) -> int:
     from blocknerf.presentation.geojson import block_rows
     from blocknerf.store import BlockStore
     from partitioning import plan_blocks
+    from partitioning.config import PartitionConfig
 
     settings = resolve(
         args, {"partition.strategy": args.strategy, "partition.spacing_m": args.spacing, "partition.overlap": args.overlap}
     )
     capture = read_capture(args.capture)
+    if capture.extra.get("ingest", {}).get("units") == "sfm" and settings.partition.spacing_m == PartitionConfig().spacing_m:
+        # Poses from SfM without GPS have no scale: a spacing in metres means nothing there.
+        settings = dataclasses.replace(settings, partition=dataclasses.replace(settings.partition, spacing_m="auto"))
+        print("partition: the capture is in SfM units (ingested without GPS): spacing auto")
     cameras = capture.camera_arrays()
     geo = capture.geo_origin
     with tqdm(total=len(cameras), desc="assigning frames", unit="frame", leave=False, disable=args.json) as bar:

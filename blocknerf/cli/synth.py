@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--change", action="store_true",
         help="write the changed city instead (new building, construction) captured around the changes, later in time",
     )
+    p.add_argument("--exif", action="store_true",
+                   help="write JPEG photos with EXIF GPS, focal length and capture time (input for 'blocknerf ingest')")
+    p.add_argument("--gps-noise", metavar="M", help="with --exif: GPS noise, metres per axis (default 0)")
     p.add_argument("--workers", metavar="N", help="render processes (default: one per CPU core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
 
@@ -39,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         flags["synth.seed"] = _int(args.seed, "--seed")
     if args.workers is not None:
         flags["synth.workers"] = _int(args.workers, "--workers")
+    if args.exif:
+        flags["synth.exif"] = True
+    if args.gps_noise is not None:
+        flags["synth.gps_noise_m"] = _float(args.gps_noise, "--gps-noise")
     if args.change:
         flags["synth.change"] = True
     cfg = resolve(args, flags).synth
@@ -66,3 +73,12 @@ def _int(text: str, flag: str) -> int:
         return int(text)
     except ValueError:
         raise ConfigError(None, f"{flag} must be an integer, got '{text}'") from None
+
+
+def _float(text: str, flag: str) -> float:
+    from blocknerf.errors import ConfigError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(None, f"{flag} must be a number, got '{text}'") from None

@@ -53,6 +53,9 @@ class SynthConfig:
     """Upward pitch of every rig camera, so that facades and some sky show."""
     headings_deg: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
     """Rig camera yaws relative to the driving direction, counter-clockwise (0 ahead, 90 left)."""
+    streets: tuple[str, ...] = ()
+    """Capture only these streets (``ns<i>``, ``ew<j>``); empty: every street. A one-street capture
+    is small enough for structure-from-motion tests."""
     spacing_m: float = 6.0
     """Distance between rig positions along a street."""
     drive_offset_m: float = 1.5
@@ -91,6 +94,15 @@ class SynthConfig:
     change_offset_every: int = 2
     """In the change capture the offset (held-out) trajectory has a position every this many driven
     positions, denser than in the full capture because the area is small."""
+
+    exif: bool = False
+    """Write the images as JPEGs with EXIF (GPS, focal length, camera, capture time) instead of PNGs:
+    a photo folder with ground truth for ``blocknerf ingest``."""
+    gps_noise_m: float = 0.0
+    """Standard deviation (metres, per ENU axis) of the noise added to the EXIF GPS positions; the
+    transforms.json keeps the true positions."""
+    jpeg_quality: int = 95
+    """JPEG quality of the ``exif`` images."""
 
     workers: int = 0
     """Processes that render in parallel; 0 = one per CPU core (small captures render inline)."""
@@ -149,6 +161,14 @@ class SynthConfig:
             raise ValueError("origin_lla must be (lat in [-89, 89], lon in [-180, 180], finite alt)")
         if self.change_margin_m < 0.0 or self.change_delay_s <= 0.0:
             raise ValueError("change_margin_m must be >= 0 and change_delay_s > 0")
+        names = {f"ns{i}" for i in range(nx + 1)} | {f"ew{j}" for j in range(ny + 1)}
+        unknown = sorted(set(self.streets) - names)
+        if unknown:
+            raise ValueError(f"streets: no street '{unknown[0]}' in a {nx}x{ny} grid ({', '.join(sorted(names))})")
+        if self.gps_noise_m < 0.0 or not math.isfinite(self.gps_noise_m):
+            raise ValueError("gps_noise_m must be >= 0")
+        if not 50 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be in [50, 100]")
         if self.workers < 0:
             raise ValueError("workers must be >= 0")
 

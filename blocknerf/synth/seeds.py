@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SEED_APPEARANCE", "SEED_CHANGE", "SEED_LAYOUT", "rng_for"]
+__all__ = ["SEED_APPEARANCE", "SEED_CHANGE", "SEED_GPS_NOISE", "SEED_LAYOUT", "rng_for"]
 
 SEED_LAYOUT = 1
 SEED_CHANGE = 2
 SEED_APPEARANCE = 3
+SEED_GPS_NOISE = 4
 
 
 def rng_for(seed: int, purpose: int) -> np.random.Generator:

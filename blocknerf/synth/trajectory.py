@@ -77,7 +77,7 @@ def drive_plan(city: City, *, regions: Sequence[ChangeRegion] = (), margin_m: fl
     views: list[RigView] = []
     clock = cfg.start_time_s
     n_drive = 0
-    for street in city.streets:
+    for street in _captured_streets(city):
         for direction in (1, -1):
             for stop, s in enumerate(_stops(street, direction, cfg.spacing_m, 0.0 if direction > 0 else 0.5)):
                 xy = _point(street, direction, s, cfg.drive_offset_m)
@@ -92,7 +92,7 @@ def drive_plan(city: City, *, regions: Sequence[ChangeRegion] = (), margin_m: fl
     clock += OFFSET_PASS_GAP_S
     every = cfg.change_offset_every if regions else cfg.test_offset_every
     step = every * cfg.spacing_m
-    for street in city.streets:
+    for street in _captured_streets(city):
         for direction in (1, -1):
             for stop, s in enumerate(_stops(street, direction, step, 0.5)):
                 xy = _point(street, direction, s, cfg.drive_offset_m + cfg.test_offset_m)
@@ -103,6 +103,12 @@ def drive_plan(city: City, *, regions: Sequence[ChangeRegion] = (), margin_m: fl
                 clock += step / cfg.speed_mps
             clock += TURN_S
     return views
+
+
+def _captured_streets(city: City) -> list[Street]:
+    """The streets the capture drives: ``streets`` of the config, or all."""
+    wanted = city.config.streets
+    return [s for s in city.streets if not wanted or s.name in wanted]
 
 
 def _stops(street: Street, direction: int, step: float, phase: float) -> list[float]:

@@ -3,7 +3,8 @@
 Output layout of ``synthesize(OUT, cfg)``::
 
     OUT/transforms.json      the capture (read it with blocknerf.capture.transforms.read_capture)
-    OUT/images/<name>.png    8-bit RGB frames, appearance applied (apply_appearance)
+    OUT/images/<name>.png    8-bit RGB frames, appearance applied (apply_appearance); with
+                             ``exif``, <name>.jpg carrying EXIF GPS, focal length and time
     OUT/depth/<name>.npy     (H, W) float32 depth along the optical axis, +inf for sky
     OUT/city.json            resolved config + the city (load_city rebuilds it exactly)
     OUT/change.json          only for a change capture: the changed regions
@@ -40,7 +41,7 @@ from blocknerf.synth.config import SynthConfig
 from blocknerf.synth.layout import build_city
 from blocknerf.synth.raycast import render_view
 from blocknerf.synth.scene import Scene, compile_scene
-from blocknerf.synth.seeds import SEED_APPEARANCE, rng_for
+from blocknerf.synth.seeds import SEED_APPEARANCE, SEED_GPS_NOISE, rng_for
 from blocknerf.synth.trajectory import RigView, drive_plan
 
 CHANGE_PREFIX = "chg_"
@@ -83,6 +84,34 @@ def plan_capture(city: City) -> list[RigView]:
     ]
 
 
+SENSOR_WIDTH_MM = 6.4
+"""Sensor width the ``exif`` photos claim (a phone-sized sensor); sets FocalLength in mm."""
+
+
+def photo_exif(cfg: SynthConfig, views: list[RigView], geo: GeoFrame) -> list[bytes]:
+    """Per view, the EXIF of its ``exif`` photo: camera, focal length (exact through the focal
+    plane resolution, and the rounded 35 mm equivalent), capture time, and GPS of the camera centre
+    plus ``gps_noise_m`` Gaussian noise per ENU axis."""
+    from blocknerf.ingest.exif import FULL_FRAME_DIAGONAL_MM, PhotoExif, exif_bytes
+
+    k = capture_intrinsics(cfg)
+    px_per_mm = cfg.width / SENSOR_WIDTH_MM
+    rng = rng_for(cfg.seed, SEED_GPS_NOISE)
+    enu = np.array([v.position for v in views]).reshape(-1, 3)
+    noisy = geo.enu_to_lla(enu + rng.normal(0.0, cfg.gps_noise_m, enu.shape))
+    return [
+        exif_bytes(
+            PhotoExif(
+                make="blocknerf", model="synthetic rig",
+                focal_mm=k.fx / px_per_mm, focal_plane_px_per_mm=px_per_mm,
+                focal_35mm=k.fx * FULL_FRAME_DIAGONAL_MM / math.hypot(cfg.width, cfg.height),
+                timestamp=v.timestamp, gps=LLA(*lla),
+            )
+        )
+        for v, lla in zip(views, noisy)
+    ]
+
+
 def synthesize(out_dir: str | os.PathLike[str], cfg: SynthConfig, *, progress: bool = True) -> Capture:
     """Render the capture of ``cfg``'s city into ``out_dir`` and return it (as read_capture would).
 
@@ -103,13 +132,15 @@ def synthesize(out_dir: str | os.PathLike[str], cfg: SynthConfig, *, progress: b
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "depth").mkdir(parents=True, exist_ok=True)
-    jobs = [(v.name, v.c2w, exposure, wb) for v, (exposure, wb) in zip(views, appearance)]
+    suffix = ".jpg" if cfg.exif else ".png"
+    exif = photo_exif(cfg, views, geo) if cfg.exif else [None] * len(views)
+    jobs = [(v.name + suffix, v.c2w, exposure, wb, e) for v, (exposure, wb), e in zip(views, appearance, exif)]
     _render_all(city, out, jobs, workers=cfg.workers, progress=progress)
 
     frames = tuple(
         Frame(
-            id=f"images/{v.name}.png",
-            image_path=out / "images" / f"{v.name}.png",
+            id=f"images/{v.name}{suffix}",
+            image_path=out / "images" / f"{v.name}{suffix}",
             intrinsics=intrinsics,
             c2w=v.c2w,
             appearance_index=k,
@@ -200,10 +231,11 @@ def tune_malloc() -> bool:
 def _render_batch(scene: Scene, cfg: SynthConfig, out: Path, jobs: list) -> int:
     """Render, expose and write frames (runs in worker processes)."""
     intrinsics = capture_intrinsics(cfg)
-    for name, c2w, exposure, wb in jobs:
+    for name, c2w, exposure, wb, exif in jobs:
         rgb, depth = render_view(scene, np.asarray(c2w, dtype=np.float64), intrinsics, cfg.supersample)
-        save_image(out / "images" / f"{name}.png", apply_appearance(rgb, exposure, wb))
-        np.save(out / "depth" / f"{name}.npy", depth)
+        save_image(out / "images" / name, apply_appearance(rgb, exposure, wb),
+                   exif=exif, quality=cfg.jpeg_quality)
+        np.save(out / "depth" / f"{Path(name).stem}.npy", depth)
     return len(jobs)
 
 
@@ -276,4 +308,4 @@ def write_contact_sheet(capture: Capture, path: Path, *, n_train: int = 8, n_tes
     return path
 
 
-__all__ = ["apply_appearance", "capture_intrinsics", "plan_capture", "synthesize", "tune_malloc", "write_contact_sheet"]
+__all__ = ["apply_appearance", "capture_intrinsics", "photo_exif", "plan_capture", "synthesize", "tune_malloc", "write_contact_sheet"]
