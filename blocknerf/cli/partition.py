@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from blocknerf.cli.guards import add_outside_paths_argument
 from blocknerf.cli.settings import add_config_argument
 
 HELP = "split a capture into overlapping blocks, create the block store and draw the block map"
@@ -21,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", metavar="PNG", help="block map image (default: map.png beside the store)")
     p.add_argument("--force", action="store_true", help="overwrite an existing store")
     p.add_argument("--json", action="store_true", help="print the plan summary as JSON")
+    add_outside_paths_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve(
         args, {"partition.strategy": args.strategy, "partition.spacing_m": args.spacing, "partition.overlap": args.overlap}
     )
-    capture = read_capture(args.capture)
+    capture = read_capture(args.capture, allow_outside_paths=args.allow_outside_paths)
     cameras = capture.camera_arrays()
     geo = capture.geo_origin
     with tqdm(total=len(cameras), desc="assigning frames", unit="frame", leave=False, disable=args.json) as bar:

@@ -200,7 +200,6 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
         at a complete records revision; ``config`` replaces the stored configuration in the same
         write. Readers see all of it or none of it."""
         self._require_writable()
-        self._refuse_if_leased_elsewhere()
         current = self.manifest()
         blocks = dict(current.blocks)
         now = utc_now()
@@ -231,6 +230,7 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
 
     def _write_root_attrs(self, changes: Mapping[str, Any]) -> None:
         # One write of the whole zarr.json: atomic, so readers see all of it or none of it.
+        self._refuse_if_leased_elsewhere()
         root = self._fresh_root()
         attrs = dict(root.attrs)
         attrs.update(changes)

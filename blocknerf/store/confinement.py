@@ -7,25 +7,24 @@ was meant to touch:
   ``partitioning.BLOCK_ID_PATTERN`` when planned, when a version is written and when a store is
   opened, so ``../x`` never reaches a path.
 - **Image paths**: a capture's ``file_path`` must resolve inside its directory
-  (``blocknerf.capture.transforms.read_capture``); a store's capture record names the directories
-  its images lie in (its capture roots). A command that reads images through a store uses those
-  roots only when each lies inside an *allowed place*: the directory that holds the store (a local
-  store), or the working directory. Anything else is refused with one line unless the command is
-  given ``--allow-outside-paths``.
+  (``blocknerf.capture.transforms.read_capture``). A store's capture record names absolute
+  image paths (its root, and the captures an update merged in); a command reads an image through
+  a store only when a capture on disk vouches for it: some directory above the image (after
+  resolving symbolic links) holds a ``transforms.json`` that lists the image (or depth map) by its
+  path relative to that directory. A store naming ``/`` as its root, or ``../../etc/...`` images,
+  is refused in one line unless the command is given ``--allow-outside-paths``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 from blocknerf.capture.frames import Capture
 from blocknerf.errors import StoreError
-from blocknerf.store.backend import is_local, local_path
 from partitioning import block_id_problem
 
-__all__ = ["allowed_places", "capture_roots", "check_capture_roots", "require_block_id"]
+__all__ = ["check_capture_images", "require_block_id", "vouched"]
 
 
 def require_block_id(url: str, block_id: object) -> str:
@@ -36,51 +35,55 @@ def require_block_id(url: str, block_id: object) -> str:
     return str(block_id)
 
 
-def capture_roots(capture: Capture) -> tuple[Path, ...]:
-    """The directories a capture's images are read from: its root, plus the directory of every
-    image (or depth map) that lies outside it (frames merged from another capture by an update, or
-    read with ``--allow-outside-paths``). Resolved, so ``..`` and symbolic links count where they lead."""
-    root = Path(capture.root).resolve()
-    roots = {root}
+def _listed(transforms: Path, cache: dict[Path, frozenset[str] | None]) -> frozenset[str] | None:
+    """The normalised file paths a transforms.json lists (images and depth maps), or None."""
+    if transforms not in cache:
+        import json
+        import posixpath
+
+        try:
+            doc = json.loads(transforms.read_text())
+            entries = doc["frames"] if isinstance(doc, dict) else []
+            paths: set[str] = set()
+            for entry in entries if isinstance(entries, list) else []:
+                for key in ("file_path", "depth_file_path"):
+                    if isinstance(entry, dict) and isinstance(entry.get(key), str):
+                        paths.add(posixpath.normpath(entry[key].replace("\\", "/")))
+            cache[transforms] = frozenset(paths)
+        except (OSError, ValueError, KeyError, TypeError):
+            cache[transforms] = None
+    return cache[transforms]
+
+
+def vouched(path: str | os.PathLike[str], cache: dict[Path, frozenset[str] | None], *, levels: int = 6) -> bool:
+    """Whether a capture on disk lists ``path``: a ``transforms.json`` at most ``levels``
+    directories above the resolved path names it by its relative path (with or without suffix)."""
+    target = Path(path).resolve()
+    for depth, parent in enumerate(target.parents):
+        if depth >= levels:
+            break
+        listed = _listed(parent / "transforms.json", cache) if (parent / "transforms.json").is_file() else None
+        if listed:
+            rel = target.relative_to(parent).as_posix()
+            if rel in listed or str(Path(rel).with_suffix("")) in listed:
+                return True
+    return False
+
+
+def check_capture_images(store_url: str, capture: Capture, *, allow_outside: bool = False) -> None:
+    """StoreError naming the first image (or depth map) of a store's capture record that no capture
+    on disk vouches for (see the module docstring), unless ``allow_outside``. Images that do not
+    exist are left to the command (they are skipped or reported as missing)."""
+    if allow_outside:
+        return
+    cache: dict[Path, frozenset[str] | None] = {}
     for frame in capture.frames:
         for path in (frame.image_path, frame.depth_path):
-            if path is None:
+            if path is None or not Path(path).exists():
                 continue
-            where = Path(path).resolve()
-            if not _inside(where, root):
-                roots.add(where.parent)
-    return tuple(sorted(roots))
-
-
-def allowed_places(store_url: str, cwd: str | os.PathLike[str] | None = None) -> tuple[Path, ...]:
-    """Where a store's capture roots may lie without ``--allow-outside-paths``: the directory
-    holding a local store, and the working directory."""
-    places = [Path(cwd or os.getcwd()).resolve()]
-    if is_local(store_url):
-        places.append(local_path(store_url).resolve().parent)
-    return tuple(places)
-
-
-def check_capture_roots(
-    store_url: str, capture: Capture, *, allow_outside: bool = False, cwd: str | os.PathLike[str] | None = None
-) -> tuple[Path, ...]:
-    """The capture roots of a store's record, after checking each lies in an allowed place;
-    StoreError naming the first that does not (unless ``allow_outside``)."""
-    roots = capture_roots(capture)
-    if allow_outside:
-        return roots
-    places = allowed_places(store_url, cwd)
-    for root in roots:
-        if not any(_inside(root, place) for place in places):
-            raise StoreError(
-                store_url,
-                f"its capture record reads images from {root}, outside the store's directory and the working "
-                "directory; run from a directory that holds the capture, or pass --allow-outside-paths to read it",
-            )
-    return roots
-
-
-def _inside(path: Path, places: Path | Iterable[Path]) -> bool:
-    if isinstance(places, Path):
-        places = (places,)
-    return any(path == p or p in path.parents for p in places)
+            if not vouched(path, cache):
+                raise StoreError(
+                    store_url,
+                    f"its capture record reads {path}, which no transforms.json above it lists (frame {frame.id!r}); "
+                    "refusing to read it (pass --allow-outside-paths to read it anyway)",
+                )
