@@ -234,8 +234,11 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
         root = self._fresh_root()
         attrs = dict(root.attrs)
         attrs.update(changes)
-        if armed("during_manifest_swap") and "manifest" in changes and is_local(self.url):
-            leave_torn_write(local_path(self.url), attrs)
+        if armed("during_manifest_swap") and "manifest" in changes:
+            if is_local(self.url):
+                leave_torn_write(local_path(self.url), attrs)
+            # On object storage the PUT of zarr.json replaces the object whole or not at all: dying
+            # here is dying at any moment before the PUT completes.
             fault_point("during_manifest_swap")
         try:
             root.attrs.put(attrs)
