@@ -52,7 +52,7 @@ def replace(cfg: T, overrides: Mapping[str, Any], *, where: str = "config", pref
     for key, value in overrides.items():
         dotted = f"{prefix}{key}"
         if key not in known:
-            raise ConfigError(where, f"unknown key '{dotted}' (known keys: {', '.join(sorted(known))})")
+            raise ConfigError(where, f"unknown key {dotted!r} (known keys: {', '.join(sorted(known))})")
         current = getattr(cfg, key)
         if dataclasses.is_dataclass(current):
             changes[key] = replace(current, value, where=where, prefix=f"{dotted}.")

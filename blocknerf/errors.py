@@ -36,5 +36,9 @@ class TrainingError(BlockNerfError):
     """Training of a block stopped for a reason the user must look at (e.g. a non-finite loss)."""
 
 
+class StoreWarning(UserWarning):
+    """A part of a store was skipped while reading it (e.g. a corrupt block left out of a render)."""
+
+
 class CaptureWarning(UserWarning):
     """Something in a capture was skipped or repaired while loading it (e.g. missing images)."""

@@ -25,7 +25,7 @@ Definitions:
 
 from partitioning.cameras import CameraArrays
 from partitioning.config import STRATEGIES, PartitionConfig
-from partitioning.plan import SCHEMA_VERSION, BlockPlan, BlockSpec
+from partitioning.plan import BLOCK_ID_PATTERN, SCHEMA_VERSION, BlockPlan, BlockSpec, block_id_problem
 from partitioning.planner import plan_blocks
 from partitioning.rays import crosses_cylinder, frame_rays, ray_pattern
 from partitioning.update import affected_blocks, extend_plan, frame_blocks
@@ -34,7 +34,9 @@ __all__ = [
     "CameraArrays",
     "PartitionConfig",
     "STRATEGIES",
+    "BLOCK_ID_PATTERN",
     "BlockSpec",
+    "block_id_problem",
     "BlockPlan",
     "SCHEMA_VERSION",
     "plan_blocks",

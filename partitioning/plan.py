@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -14,6 +15,19 @@ from partitioning.rays import crosses_cylinder, region_terms
 
 SCHEMA_VERSION = 1
 """Version of the JSON layout written by ``BlockPlan.to_dict``; readers refuse newer versions."""
+
+BLOCK_ID_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
+"""What a block id may look like: a lowercase letter, then up to 39 lowercase letters, digits or
+underscores (``b003_005``, ``bm02_013``, ``b001_002a``). Ids become store keys and file names, so
+nothing that could climb out of a directory (``.``, ``/``, ``\\``) or differ only in case is allowed."""
+
+
+def block_id_problem(block_id: object) -> str | None:
+    """Why ``block_id`` is not a valid block id, or None when it is."""
+    if not isinstance(block_id, str) or BLOCK_ID_PATTERN.fullmatch(block_id) is None:
+        return f"invalid block id {str(block_id)[:60]!r} (expected {BLOCK_ID_PATTERN.pattern}, e.g. b003_005)"
+    return None
+
 
 IDENTITY = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
 
@@ -44,6 +58,9 @@ class BlockSpec:
     """Per frame (aligned with ``frames``): the share of its sampled rays that cross the region."""
 
     def __post_init__(self) -> None:
+        problem = block_id_problem(self.id)
+        if problem:
+            raise ValueError(problem)
         if len(self.frames) != len(self.shares):
             raise ValueError(f"block {self.id}: {len(self.frames)} frames but {len(self.shares)} shares")
         if not (self.radius_m > 0.0 and self.z_min < self.z_max):
@@ -277,4 +294,4 @@ class BlockPlan:
             raise ValueError(f"malformed block plan: {exc!r}") from None
 
 
-__all__ = ["BlockSpec", "BlockPlan", "SCHEMA_VERSION"]
+__all__ = ["BLOCK_ID_PATTERN", "BlockSpec", "BlockPlan", "SCHEMA_VERSION", "block_id_problem"]

@@ -243,7 +243,7 @@ def _opt_int(doc: Mapping[str, Any], key: str, where: str) -> int | None:
     v = doc.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 1 or int(v) != v:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1 or int(v) != v:
         raise InputError(where, f"'{key}' must be a positive integer, got {v!r}")
     return int(v)
 

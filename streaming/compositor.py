@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blocknerf.errors import StoreError
 from streaming.blend import normalise, visibility_factors
 from streaming.protocol import BlockKey, CameraView, RenderableBlock
 from streaming.streamer import BlockStreamer, Snapshot
@@ -81,6 +82,8 @@ class CompositeFrame:
     load_ms: float
     render_ms: float
     frame_ms: float
+    skipped: tuple[str, ...] = ()
+    """Blocks the frame needed but left out because they are corrupt or unusable (``id vN``)."""
 
     @property
     def used(self) -> tuple[BlockUse, ...]:
@@ -101,6 +104,7 @@ class CompositeFrame:
             "load_ms": round(self.load_ms, 2),
             "render_ms": round(self.render_ms, 2),
             "frame_ms": round(self.frame_ms, 2),
+            "skipped_blocks": list(self.skipped),
         }
 
 
@@ -123,9 +127,9 @@ class Compositor:
         before = cache.counters()
         selection = self.streamer.select(view.position, snap)
         if not selection:
-            from blocknerf.errors import StoreError
-
             raise StoreError(None, "no published blocks to render (train the store first)")
+        skipped = [f"{s.key[0]} v{s.key[1]}" for s in selection if s.key in self.streamer.broken]
+        selection = [s for s in selection if s.key not in self.streamer.broken]
         cache.pin({s.key for s in selection})
         geometric = np.array([s.weight for s in selection], dtype=np.float64)
         distances = np.array([s.candidate.distance_m for s in selection], dtype=np.float64)
@@ -138,7 +142,15 @@ class Compositor:
         vis = np.zeros(len(selection))
         renders: dict[BlockKey, RenderResult] = {}
         for i, s in enumerate(selection):
-            with self._leased(s.key, load_ms) as block:
+            lease = ExitStack()
+            try:
+                block = lease.enter_context(self._leased(s.key, load_ms))
+            except StoreError as exc:  # corrupt or unusable: render without it (warned once)
+                self.streamer.mark_broken(s.key, exc)
+                skipped.append(f"{s.key[0]} v{s.key[1]}")
+                geometric[i] = 0.0
+                continue
+            with lease:
                 t0 = time.perf_counter()
                 if test:
                     low = self._render_block(block, s.key, low_view, snap)
@@ -149,7 +161,7 @@ class Compositor:
                 render_ms[s.key] += 1e3 * (time.perf_counter() - t0)
         visibility = vis if test else None
         factors = visibility_factors(vis, threshold=self.cfg.visibility_threshold, ramp=self.cfg.visibility_ramp) if test else None
-        weights = normalise(geometric, factors, visibility, distances)
+        weights = normalise(geometric, factors, visibility, distances) if geometric.sum() > 0 else np.zeros_like(geometric)
         blended = [(s, float(wi)) for s, wi in zip(selection, weights) if wi > 0.0]
         for s, _ in blended:
             if s.key not in renders:  # every block failed the test: the one kept renders now
@@ -159,7 +171,11 @@ class Compositor:
                     render_ms[s.key] += 1e3 * (time.perf_counter() - t0)
 
         h, w = view.intrinsics.height, view.intrinsics.width
-        if len(blended) == 1:
+        if not blended:  # every block near the view is corrupt: a black frame, counted in its stats
+            import torch
+
+            rgb = torch.zeros(h * w, 3)
+        elif len(blended) == 1:
             rgb = renders[blended[0][0].key].rgb  # alone: the block's own image, bit for bit
         else:
             rgb = self._blend([(renders[s.key], wi) for s, wi in blended])
@@ -184,6 +200,7 @@ class Compositor:
             load_ms=float(sum(load_ms.values())),
             render_ms=float(sum(render_ms.values())),
             frame_ms=1e3 * (time.perf_counter() - t_frame),
+            skipped=tuple(skipped),
         )
 
     def render_block(self, key: BlockKey, view: CameraView, snapshot: Snapshot | None = None) -> RenderResult:

@@ -116,6 +116,8 @@ class BlockStreamer:
         self._read_regions()
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self.broken: dict[BlockKey, str] = {}
+        """Blocks that failed to load (corrupt or unusable) -> the one-line reason; renders leave them out."""
         self.refresh()
 
     @classmethod
@@ -215,6 +217,17 @@ class BlockStreamer:
         import torch
 
         return torch.tensor(code, dtype=default.dtype, device=default.device)
+
+    def mark_broken(self, key: BlockKey, error: BaseException) -> None:
+        """Leave a block that failed to load out of every later frame, warning once (StoreWarning)."""
+        import warnings
+
+        from blocknerf.errors import StoreWarning
+
+        if key in self.broken:
+            return
+        self.broken[key] = str(error)
+        warnings.warn(f"{error}; rendering without block {key[0]} v{key[1]}", StoreWarning, stacklevel=2)
 
     def estimate_nbytes(self, key: BlockKey) -> int:
         """Bytes a block will be charged in the cache (from metadata)."""

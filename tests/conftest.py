@@ -238,3 +238,72 @@ def fakes():  # noqa: ANN201
     from types import SimpleNamespace
 
     return SimpleNamespace(Block=FakeBlock, Source=FakeSource, grid=fake_grid, view=fake_view)
+
+
+# -- object storage --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A moto S3 server on a free port of 127.0.0.1 (started here, stopped at the end of the
+    session) and the environment that points boto3/s3fs at it: a dict of variables to pass to
+    subprocesses. No traffic leaves 127.0.0.1."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    pytest.importorskip("moto")
+    pytest.importorskip("s3fs")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=fh, stderr=fh)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):  # readiness: bounded, ~30 s at most
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"moto server exited: {log.read_text()[-500:]}")
+                _pause(0.1)
+        else:
+            pytest.fail("moto server did not start within 30 s")
+        env = {
+            "AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1",
+        }
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _pause(seconds: float) -> None:
+    """A bounded wait for a server to become ready (the only kind of wait the tests use)."""
+    import threading
+
+    threading.Event().wait(seconds)
+
+
+@pytest.fixture
+def s3_env(s3_server: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """``s3_server``'s variables set in this process too (for in-process checks), and a fresh bucket name."""
+    import uuid
+
+    for k, v in s3_server.items():
+        monkeypatch.setenv(k, v)
+    import s3fs
+
+    bucket = f"b{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem.clear_instance_cache()
+    s3fs.S3FileSystem().mkdir(bucket)
+    return {**s3_server, "BUCKET": bucket}

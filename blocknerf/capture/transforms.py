@@ -37,11 +37,13 @@ def transforms_path(path: str | os.PathLike[str]) -> Path:
     return p / "transforms.json" if p.is_dir() else p
 
 
-def read_capture(path: str | os.PathLike[str]) -> Capture:
+def read_capture(path: str | os.PathLike[str], *, allow_outside_paths: bool = False) -> Capture:
     """Load a capture from ``transforms.json`` (or the directory holding it).
 
     Frames whose image file does not exist are skipped with one CaptureWarning that says how many.
-    Malformed input raises InputError naming the file and the problem.
+    Malformed input raises InputError naming the file and the problem; so does a ``file_path`` (or
+    ``depth_file_path``) that resolves outside the capture's directory (absolute, ``..``, or a
+    symbolic link leading out), unless ``allow_outside_paths``.
     """
     file = transforms_path(path)
     try:
@@ -54,11 +56,13 @@ def read_capture(path: str | os.PathLike[str]) -> Capture:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(file, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return capture_from_dict(doc, root=file.parent.resolve(), where=str(file))
+    return capture_from_dict(doc, root=file.parent.resolve(), where=str(file), confine=not allow_outside_paths)
 
 
-def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool = True) -> Capture:
+def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool = True, confine: bool = False) -> Capture:
     """Interpret a parsed transforms.json document whose image paths are relative to ``root``.
+
+    ``confine``: refuse (InputError) image and depth paths that resolve outside ``root``.
 
     With ``require_images=False`` (a capture record kept in a block store, read on a machine that
     may not hold the images) frames are kept whether or not their image exists, and image sizes
@@ -93,6 +97,12 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
         if frame_id in listed:
             raise InputError(where, f"{label} is listed more than once")
         listed.add(frame_id)
+        if confine:
+            for key in ("file_path", "depth_file_path"):
+                if entry.get(key) is not None and not _inside_root(root, _normalise(entry[key])):
+                    raise InputError(
+                        where, f"{label}: {key} resolves outside the capture directory (pass --allow-outside-paths to allow it)"
+                    )
         image_path = _find_image(root, frame_id) if require_images else (root / frame_id)
         if image_path is None:
             missing.append(frame_id)
@@ -195,6 +205,16 @@ def capture_to_dict(capture: Capture, out_dir: Path) -> dict[str, Any]:
 
 def _normalise(file_path: Any) -> str:
     return posixpath.normpath(str(file_path).replace("\\", "/"))
+
+
+def _inside_root(root: Path, relative: str) -> bool:
+    """Whether ``root / relative`` (an absolute ``relative`` replaces root) resolves inside ``root``."""
+    try:
+        base = root.resolve()
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop or a NUL byte: not a path we read
+        return False
+    return target == base or base in target.parents
 
 
 def _relative(path: Path, out_dir: Path) -> str:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from blocknerf.cli.guards import add_outside_paths_argument, check_store_images
 from blocknerf.cli.settings import add_config_argument
 
 HELP = "held-out PSNR/SSIM of each block and of the composite (blocks blended as when streaming)"
@@ -24,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="JSON", help="also write the results to this file")
     p.add_argument("--renders", metavar="DIR", help="write each composite view beside its captured image as PNG into DIR")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    add_outside_paths_argument(p)
 
 
 def evaluate_blocks(store: Any, block_ids: list[str], views: int) -> dict[str, dict[str, Any]]:
@@ -54,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
     from blocknerf.store import BlockStore
 
     store = BlockStore.open(args.store)
+    if not args.capture:
+        check_store_images(store, args)
     settings = resolve(args, stored=store.config, where_stored=f"{args.store} (stored config)")
     block_ids = [b.strip() for b in args.blocks.split(",")] if args.blocks else list(store.plan.ids)
     frames = None
     if args.capture:
         from blocknerf.capture.transforms import read_capture
 
-        frames, block_ids = list(read_capture(args.capture).test_frames), []
+        frames, block_ids = list(read_capture(args.capture, allow_outside_paths=args.allow_outside_paths).test_frames), []
     results: dict[str, Any] = {"blocks": evaluate_blocks(store, block_ids, args.views)}
     if not args.no_composite:
         from streaming.evaluation import evaluate_composite

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from blocknerf.cli.guards import add_wait_argument, writer_lease
+
 HELP = "delete block versions no reader needs: never published, or older than the K most recently published"
 
 
@@ -14,13 +16,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="versions to keep per block: the published one and the K-1 published before it (default 2)")
     p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_wait_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from blocknerf.store import BlockStore
 
     store = BlockStore.open(args.store, writable=True)
-    result = store.gc(args.keep, dry_run=args.dry_run)
+    with writer_lease(store, args):
+        result = store.gc(args.keep, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"dry_run": args.dry_run, "versions": [list(v) for v in result.versions],
                           "records": list(result.records), "temporary_files": list(result.temporary)}, indent=2))

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from blocknerf.cli.guards import add_outside_paths_argument, add_wait_argument, check_store_images, writer_lease
 from blocknerf.cli.settings import add_config_argument
 
 HELP = "match neighbouring blocks' appearance codes so that seams keep their colour; stored for render and eval"
@@ -20,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, metavar="W", help="width in pixels of the match renders")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to render (default: stream.device)")
     p.add_argument("--json", action="store_true", help="print the matched table as JSON")
+    add_wait_argument(p)
+    add_outside_paths_argument(p)
 
 
 def run_matching(store: Any, cfg: Any, *, root: str | None, quiet: bool) -> Any:
@@ -59,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
         stored=store.config,
         where_stored=f"{args.store} (stored config)",
     )
-    table = run_matching(store, settings.stream, root=args.root, quiet=args.json)
+    check_store_images(store, args)
+    with writer_lease(store, args):
+        table = run_matching(store, settings.stream, root=args.root, quiet=args.json)
     if args.json:
         print(json.dumps(table.to_dict(), indent=2))
     else:

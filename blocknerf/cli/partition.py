@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from blocknerf.cli.guards import add_outside_paths_argument
 from blocknerf.cli.settings import add_config_argument
 
 HELP = "split a capture into overlapping blocks, create the block store and draw the block map"
@@ -22,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map", metavar="PNG", help="block map image (default: map.png beside the store)")
     p.add_argument("--force", action="store_true", help="overwrite an existing store")
     p.add_argument("--json", action="store_true", help="print the plan summary as JSON")
+    add_outside_paths_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve(
         args, {"partition.strategy": args.strategy, "partition.spacing_m": args.spacing, "partition.overlap": args.overlap}
     )
-    capture = read_capture(args.capture)
+    capture = read_capture(args.capture, allow_outside_paths=args.allow_outside_paths)
     if capture.extra.get("ingest", {}).get("units") == "sfm" and settings.partition.spacing_m == PartitionConfig().spacing_m:
         # Poses from SfM without GPS have no scale: a spacing in metres means nothing there.
         settings = dataclasses.replace(settings, partition=dataclasses.replace(settings.partition, spacing_m="auto"))

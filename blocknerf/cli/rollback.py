@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from blocknerf.cli.guards import add_wait_argument, writer_lease
+
 HELP = "publish an older version of a block again (default: the one published before the current one)"
 
 
@@ -13,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("block", help="block id (see `blocknerf info`)")
     p.add_argument("--to", type=int, metavar="V", help="version to publish again (default: the previously published one)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_wait_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     store = BlockStore.open(args.store, writable=True)
     if args.block not in store.plan.ids:
         raise StoreError(args.store, f"no block {args.block} in the plan (blocks: {', '.join(store.plan.ids)})")
-    replaced = store.manifest().version_of(args.block)
-    version, source = rollback_block(store, args.block, args.to)
+    with writer_lease(store, args):
+        replaced = store.manifest().version_of(args.block)
+        version, source = rollback_block(store, args.block, args.to)
     if args.json:
         print(json.dumps({"block": args.block, "version": version, "copy_of": source, "replaced": replaced}, indent=2))
     else:

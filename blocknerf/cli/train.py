@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from blocknerf.cli.guards import add_outside_paths_argument, add_wait_argument, check_store_images, writer_lease
 from blocknerf.cli.settings import add_config_argument
 
 HELP = "train the blocks of a store in parallel (local dask cluster, or --scheduler ADDRESS), resumable"
@@ -24,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_arguments(p, steps_help="training steps per block")
     p.add_argument("--force", action="store_true", help="retrain blocks that are already up to date")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_wait_argument(p)
+    add_outside_paths_argument(p)
 
 
 def add_training_arguments(p: argparse.ArgumentParser, *, steps_help: str) -> None:
@@ -74,11 +77,18 @@ def trained_line(block_id: str, version: int, stats: dict[str, Any], *, verb: st
 
 
 def run(args: argparse.Namespace) -> int:
-    from blocknerf.cli.settings import resolve, storable
-    from blocknerf.training.cluster import train_blocks
     from blocknerf.store import BlockStore
 
     store = BlockStore.open(args.store, writable=True)
+    check_store_images(store, args)
+    with writer_lease(store, args):
+        return _train(store, args)
+
+
+def _train(store: Any, args: argparse.Namespace) -> int:
+    from blocknerf.cli.settings import resolve, storable
+    from blocknerf.training.cluster import train_blocks
+
     settings = resolve(
         args,
         {"train.steps": args.steps, "train.time_budget_s": args.time_budget, **training_flags(args)},

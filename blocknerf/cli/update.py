@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from blocknerf.cli.guards import add_outside_paths_argument, add_wait_argument, check_store_images, writer_lease
 from blocknerf.cli.settings import add_config_argument
 from blocknerf.cli.train import add_training_arguments, progress_board, trained_line, training_flags
 
@@ -29,16 +30,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frames at most M apart (and looking the same way) are of the same place (default: 2%% of the median block radius)")
     p.add_argument("--supersede-angle", type=float, metavar="DEG", help="... and their viewing directions at most DEG apart (default 15)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    add_wait_argument(p)
+    add_outside_paths_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from blocknerf.store import BlockStore
+
+    store = BlockStore.open(args.store, writable=True)
+    check_store_images(store, args)
+    with writer_lease(store, args):
+        return _update(store, args)
+
+
+def _update(store: object, args: argparse.Namespace) -> int:
     from blocknerf.capture.transforms import read_capture, transforms_path
     from blocknerf.cli.settings import resolve, storable
-    from blocknerf.store import BlockStore
     from blocknerf.training.trainer import run_config
     from blocknerf.updating import prepare_update, run_update
 
-    store = BlockStore.open(args.store, writable=True)
     flags = {
         **training_flags(args),
         "update.supersede_distance_m": args.supersede_distance,
@@ -49,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"steps": args.steps, "time_budget_s": args.time_budget}.items() if v is not None}
     run_config(settings.train, warm=not args.from_scratch, overrides=overrides)  # bad values fail here, before any work
     capture_path = str(transforms_path(args.capture).resolve())
-    capture = read_capture(args.capture)
+    capture = read_capture(args.capture, allow_outside_paths=args.allow_outside_paths)
     prepared = prepare_update(store.url, capture, update_cfg, capture_path=capture_path)
     merge = prepared.merge
     if not args.json:

@@ -162,8 +162,22 @@ class BlockModel:
 
 def load_block(store: Any, block_id: str, *, version: int | None = None, device: torch.device | str = "cpu") -> BlockModel:
     """Load a block from a BlockStore: the published version, or ``version``."""
+    from blocknerf.errors import BlockNerfError, StoreError
+
     if version is None:
         version, arrays, attrs = store.read_published(block_id)
     else:
         arrays, attrs = store.read_version(block_id, version)
-    return BlockModel.from_record(block_id, arrays, attrs, version=version, device=device)
+    for name, value in arrays.items():
+        if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all():
+            raise StoreError(store.url, f"block {block_id} version {version} is unusable: array {name} holds non-finite values")
+    g = attrs.get("occupancy_resolution") if isinstance(attrs, Mapping) else None
+    if not isinstance(g, int) or not 1 <= g <= 1024 or np.asarray(arrays.get("occupancy_bits", ())).size * 8 < g**3:
+        raise StoreError(store.url, f"block {block_id} version {version} is unusable: occupancy grid does not match its resolution")
+    try:
+        return BlockModel.from_record(block_id, arrays, attrs, version=version, device=device)
+    except BlockNerfError as exc:
+        raise StoreError(store.url, f"block {block_id} version {version} is unusable: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise StoreError(store.url, f"block {block_id} version {version} is unusable: {problem}") from None

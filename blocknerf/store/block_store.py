@@ -42,9 +42,12 @@ from blocknerf.capture.frames import Capture
 from blocknerf.errors import StoreError
 from blocknerf.store.backend import is_local, local_path, reason, utc_now
 from blocknerf.store.checkpoints import CheckpointsPart
+from blocknerf.store.confinement import require_block_id
 from blocknerf.store.documents import DocumentsPart
 from blocknerf.store.faults import armed, fault_point, leave_torn_write
+from blocknerf.store.lease import DEFAULT_TTL_S, WriterLease, read_holder
 from blocknerf.store.manifest import MANIFEST_SCHEMA, Manifest, PublishedBlock
+from blocknerf.store.objects import StoreObjects, store_objects
 from blocknerf.store.records import RecordsPart, records_digest
 from blocknerf.store.versions import VersionsPart
 from partitioning import BlockPlan
@@ -122,9 +125,17 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
         meta = root.attrs.get("blocknerf")
         if not isinstance(meta, dict) or "format" not in meta:
             raise StoreError(url, "not a blocknerf store (zarr.json has no 'blocknerf' attribute)")
-        if int(meta["format"]) > FORMAT_VERSION:
+        try:
+            newer = int(meta["format"]) > FORMAT_VERSION
+        except (TypeError, ValueError):
+            raise StoreError(url, f"store format {str(meta['format'])[:40]!r} is not a number") from None
+        if newer:
             raise StoreError(url, f"store format {meta['format']} is newer than this blocknerf ({FORMAT_VERSION})")
-        return cls(url, root, writable=writable)
+        store = cls(url, root, writable=writable)
+        # Every id a store names becomes a key: refuse the whole store, in one line, if one is bad.
+        for block_id in (*store.plan.ids, *store.manifest().blocks):
+            require_block_id(url, block_id)
+        return store
 
     def _fresh_root(self) -> zarr.Group:
         """Re-open the root so attributes written by another process are seen."""
@@ -133,6 +144,25 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
     def _require_writable(self) -> None:
         if not self.writable:
             raise StoreError(self.url, "store was opened read-only")
+
+    # -- the writer lease ---------------------------------------------------------------------------
+    def objects(self) -> StoreObjects:
+        """Compare-and-swap access to the store's small objects (lease, version claims)."""
+        return store_objects(self.url)
+
+    def writer_lease(self, command: str, *, ttl_s: float = DEFAULT_TTL_S) -> WriterLease:
+        """The store's writer lease for ``command``, not yet taken: ``lease.acquire(wait=...)``, or
+        ``with store.writer_lease("bake"):`` to wait for it. Every command that writes takes it."""
+        self._require_writable()
+        return WriterLease(self.objects(), self.url, command=command, ttl_s=ttl_s)
+
+    def _refuse_if_leased_elsewhere(self) -> None:
+        """StoreError when a live writer lease is held by another process."""
+        import time
+
+        holder, _ = read_holder(self.objects())
+        if holder is not None and holder.is_live(time.time()) and not holder.is_this_process():
+            raise StoreError(self.url, f"another writer holds the store's lease: {holder.describe(time.time())}; not writing")
 
     # -- store-level records -------------------------------------------------------------------
     @property
@@ -151,7 +181,10 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
     # -- manifest ------------------------------------------------------------------------------
     def manifest(self) -> Manifest:
         """The manifest as stored now (re-read on every call, so readers see new publications)."""
-        manifest = Manifest.from_dict(self._fresh_root().attrs.get("manifest", {}))
+        try:
+            manifest = Manifest.from_dict(self._fresh_root().attrs.get("manifest", {}))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StoreError(self.url, f"malformed manifest ({type(exc).__name__}: {str(exc)[:80]})") from None
         if manifest.schema_version > MANIFEST_SCHEMA:
             raise StoreError(self.url, f"manifest schema {manifest.schema_version} is newer than this blocknerf ({MANIFEST_SCHEMA})")
         return manifest
@@ -197,11 +230,15 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
 
     def _write_root_attrs(self, changes: Mapping[str, Any]) -> None:
         # One write of the whole zarr.json: atomic, so readers see all of it or none of it.
+        self._refuse_if_leased_elsewhere()
         root = self._fresh_root()
         attrs = dict(root.attrs)
         attrs.update(changes)
-        if armed("during_manifest_swap") and "manifest" in changes and is_local(self.url):
-            leave_torn_write(local_path(self.url), attrs)
+        if armed("during_manifest_swap") and "manifest" in changes:
+            if is_local(self.url):
+                leave_torn_write(local_path(self.url), attrs)
+            # On object storage the PUT of zarr.json replaces the object whole or not at all: dying
+            # here is dying at any moment before the PUT completes.
             fault_point("during_manifest_swap")
         try:
             root.attrs.put(attrs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zarr
 
 from blocknerf.store.manifest import Manifest, PublishedBlock
+from blocknerf.store.objects import StoreObjects
 
 __all__ = ["StoreParts"]
 
@@ -19,6 +20,12 @@ class StoreParts:
         raise NotImplementedError
 
     def manifest(self) -> Manifest:  # pragma: no cover - implemented by BlockStore
+        raise NotImplementedError
+
+    def objects(self) -> StoreObjects:  # pragma: no cover - implemented by BlockStore
+        raise NotImplementedError
+
+    def _refuse_if_leased_elsewhere(self) -> None:  # pragma: no cover - implemented by BlockStore
         raise NotImplementedError
 
     def published_history(self, block_id: str, entry: PublishedBlock) -> tuple[int, ...]:  # pragma: no cover

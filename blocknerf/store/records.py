@@ -43,24 +43,28 @@ class RecordsPart(StoreParts):
         """The block plan of a records revision (default: the published one). Per-block frame
         lists come from arrays (they are large for big captures)."""
         group = self._records_group(records, "plan")
-        doc = dict(group.attrs["plan"])
-        ids = decode_strings(np.asarray(group["frame_ids_utf8"][...]), np.asarray(group["frame_ids_offsets"][...]))
-        index = np.asarray(group["block_frames"][...])
-        shares = np.asarray(group["block_shares"][...])
-        offsets = np.asarray(group["block_offsets"][...])
-        blocks = []
-        for i, block in enumerate(doc["blocks"]):
-            lo, hi = int(offsets[i]), int(offsets[i + 1])
-            blocks.append({**block, "frames": [ids[j] for j in index[lo:hi]], "shares": shares[lo:hi].tolist()})
-        return BlockPlan.from_dict({**doc, "blocks": blocks})
+        try:
+            doc = dict(group.attrs["plan"])
+            ids = decode_strings(np.asarray(group["frame_ids_utf8"][...]), np.asarray(group["frame_ids_offsets"][...]))
+            index = np.asarray(group["block_frames"][...])
+            shares = np.asarray(group["block_shares"][...])
+            offsets = np.asarray(group["block_offsets"][...])
+            blocks = []
+            for i, block in enumerate(doc["blocks"]):
+                lo, hi = int(offsets[i]), int(offsets[i + 1])
+                blocks.append({**block, "frames": [ids[int(j)] for j in index[lo:hi]], "shares": shares[lo:hi].tolist()})
+            return BlockPlan.from_dict({**doc, "blocks": blocks})
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, UnicodeDecodeError) as exc:
+            raise StoreError(self.url, f"malformed block plan in {group.path} ({str(exc)[:160]})") from None
 
     def read_capture(self, records: int | None = None) -> Capture:
         """The capture record of a records revision (default: the published one)."""
         group = self._records_group(records, "capture")
         record = group.attrs
-        return capture_from_dict(
-            dict(record["transforms"]), root=Path(record["root"]), where=f"{self.url}/{group.path}", require_images=False
-        )
+        where = f"{self.url}/{group.path}"
+        if not isinstance(record.get("transforms"), dict) or not isinstance(record.get("root"), str):
+            raise StoreError(where, "malformed capture record (needs 'root' and 'transforms')")
+        return capture_from_dict(dict(record["transforms"]), root=Path(record["root"]), where=where, require_images=False)
 
     def write_records(self, capture: Capture, plan: BlockPlan) -> int:
         """Write a capture record and plan as a records revision, unpublished; return its number.

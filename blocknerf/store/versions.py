@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import zarr
 
 from blocknerf.errors import StoreError
 from blocknerf.store.backend import is_local, local_path, reason, utc_now, write_arrays
+from blocknerf.store.confinement import require_block_id
 from blocknerf.store.faults import fault_point
 from blocknerf.store.manifest import Manifest
 from blocknerf.store.parts import StoreParts
@@ -94,12 +96,11 @@ class VersionsPart(StoreParts):
     def write_version(self, block_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> int:
         """Write a new complete version of a block (not yet published) and return its number."""
         self._require_writable()
-        group = self._root.require_group(f"blocks/{block_id}")
-        existing = [int(m.group(1)) for m in map(_VERSION_RE.match, group.group_keys()) if m]
-        version = max(existing, default=0) + 1
-        name = f"v{version}"
+        require_block_id(self.url, block_id)
         try:
-            target = group.create_group(name)
+            group = self._root.require_group(f"blocks/{block_id}")
+            version = self._claim_version(block_id, group)
+            target = group[f"v{version}"]
             write_arrays(target, arrays)
             fault_point("during_version_write")
             target.attrs.put(
@@ -110,15 +111,29 @@ class VersionsPart(StoreParts):
             raise StoreError(self.url, f"cannot write block {block_id} ({reason(exc)})") from None
         return version
 
-    def read_version(self, block_id: str, version: int, *, verify: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _claim_version(self, block_id: str, group: zarr.Group) -> int:
+        """Allocate the next version number atomically: the version's group metadata is created
+        with an exclusive (conditional) write, so two writers never get the same number."""
+        existing = [int(m.group(1)) for m in map(_VERSION_RE.match, group.group_keys()) if m]
+        version = max(existing, default=0) + 1
+        objects = self.objects()
+        claim = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"complete": False}}).encode()
+        while objects.create(f"blocks/{block_id}/v{version}/zarr.json", claim) is None:
+            version += 1
+        return version
+
+    def read_version(self, block_id: str, version: int, *, verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Arrays and attrs of one complete version; reads only that block's arrays."""
         info = self.version_info(block_id, version)
         if info is None:
             raise StoreError(self.url, f"block {block_id} has no complete version {version}")
-        group = self._root[f"blocks/{block_id}/v{version}"]
-        arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+        try:
+            group = self._root[f"blocks/{block_id}/v{version}"]
+            arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+        except Exception as exc:  # noqa: BLE001 - any failure to decode stored bytes is corruption
+            raise StoreError(self.url, f"block {block_id} version {version} is corrupt (unreadable: {type(exc).__name__})") from None
         if verify and checksum_arrays(arrays) != info.checksum:
-            raise StoreError(self.url, f"block {block_id} version {version} fails its checksum")
+            raise StoreError(self.url, f"block {block_id} version {version} is corrupt (fails its checksum)")
         return arrays, dict(info.attrs)
 
     def read_published(self, block_id: str, manifest: Manifest | None = None) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
@@ -155,6 +170,7 @@ class VersionsPart(StoreParts):
         only say what would be deleted.
         """
         self._require_writable()
+        self._refuse_if_leased_elsewhere()
         if keep < 1:
             raise StoreError(self.url, "gc --keep must be at least 1")
         manifest = self.manifest()
@@ -196,14 +212,18 @@ class VersionsPart(StoreParts):
         return GcResult(versions=tuple(deleted), records=tuple(sorted(records)), temporary=tuple(temporary))
 
     def _block_group(self, block_id: str) -> zarr.Group | None:
+        require_block_id(self.url, block_id)
         try:
             return self._root[f"blocks/{block_id}"]
         except KeyError:
             return None
 
     def _stored_block_ids(self) -> Iterable[str]:
+        """Block groups in the store whose names are valid block ids (others are never touched)."""
+        from partitioning import block_id_problem
+
         try:
-            return list(self._root["blocks"].group_keys())
+            return [b for b in self._root["blocks"].group_keys() if block_id_problem(b) is None]
         except KeyError:
             return []
 
