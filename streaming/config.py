@@ -88,6 +88,9 @@ class StreamConfig:
     """Rays rendered at once (bounds render memory)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where blocks are loaded and rendered: auto uses CUDA when present."""
+    renderer: Literal["baked", "neural"] = "baked"
+    """``baked``: render a block from its bake (``blocknerf bake``) where its version has one, with
+    the native kernel on a CPU, and from its network otherwise; ``neural``: always the network."""
     width: int = 320
     """Frame width when neither ``--size`` nor the camera path gives one."""
     height: int = 240

@@ -52,7 +52,8 @@ TINY_STORE_SETTINGS = {
         "occupancy": {"resolution": 32},
         "sampler": {"min_step": 1.0 / 128.0, "cone_angle": 1.0 / 32.0, "contracted_steps": 32, "max_samples_per_ray": 96},
     },
-    "train": {"steps": 80, "samples_per_step": 16384, "max_rays": 1024, "eval_views": 0, "checkpoint_every_s": 3600.0},
+    "train": {"steps": 80, "samples_per_step": 16384, "max_rays": 1024, "eval_views": 0, "checkpoint_every_s": 3600.0,
+              "bake_grid": {"max_resolution": 64}},
     "stream": {"visibility_size": 16, "match": {"steps": 20, "views": 3, "width": 24, "batch_rays": 512}},
 }
 

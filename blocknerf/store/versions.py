@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,13 +110,18 @@ class VersionsPart(StoreParts):
             raise StoreError(self.url, f"cannot write block {block_id} ({reason(exc)})") from None
         return version
 
-    def read_version(self, block_id: str, version: int, *, verify: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays and attrs of one complete version; reads only that block's arrays."""
+    def read_version(
+        self, block_id: str, version: int, *, verify: bool = False, names: Callable[[str], bool] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and attrs of one complete version; reads only that block's arrays, and of those
+        only the ones ``names`` accepts when given (a baked block skips the hash tables)."""
         info = self.version_info(block_id, version)
         if info is None:
             raise StoreError(self.url, f"block {block_id} has no complete version {version}")
+        if verify and names is not None:
+            raise ValueError("a checksum covers all arrays of a version: verify reads them all")
         group = self._root[f"blocks/{block_id}/v{version}"]
-        arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+        arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays() if names is None or names(name)}
         if verify and checksum_arrays(arrays) != info.checksum:
             raise StoreError(self.url, f"block {block_id} version {version} fails its checksum")
         return arrays, dict(info.attrs)
@@ -130,10 +135,11 @@ class VersionsPart(StoreParts):
         arrays, attrs = self.read_version(block_id, version)
         return version, arrays, attrs
 
-    def version_nbytes(self, block_id: str, version: int) -> int:
-        """Bytes the version's arrays take in memory once loaded (from metadata; reads no data)."""
+    def version_nbytes(self, block_id: str, version: int, names: Callable[[str], bool] | None = None) -> int:
+        """Bytes the version's arrays (those ``names`` accepts, when given) take in memory once
+        loaded (from metadata; reads no data)."""
         group = self._root[f"blocks/{block_id}/v{version}"]
-        return int(sum(arr.nbytes for _, arr in group.arrays()))
+        return int(sum(arr.nbytes for name, arr in group.arrays() if names is None or names(name)))
 
     def delete_version(self, block_id: str, version: int) -> None:
         """Delete one version; refuses to delete the published one."""
