@@ -39,8 +39,8 @@ def test_native_renderer_matches_the_reference(seed: int) -> None:
     grid = _random_grid(seed)
     o, d = _rays(seed + 10, 200)
     edges = torch.from_numpy(step_edges(SamplerConfig(), 1.0))
-    fast = render_grid(grid, o, d, edges, t_stop=1e-4, backend="fast")
-    ref = render_grid(grid, o, d, edges, t_stop=1e-4, backend="reference")
+    fast = render_grid(grid, o, d, edges, t_stop=1e-4, min_weight=1e-4, backend="fast")
+    ref = render_grid(grid, o, d, edges, t_stop=1e-4, min_weight=1e-4, backend="reference")
     assert (ref.opacity > 0.5).float().mean() > 0.3  # the rays do hit the grid
     torch.testing.assert_close(fast.features, ref.features, atol=1e-4, rtol=0)  # colours decode from these
     torch.testing.assert_close(fast.opacity, ref.opacity, atol=1e-4, rtol=0)

@@ -12,8 +12,9 @@
  * schedule of the neural renderer: edges t_0 < ... < t_K, one sample at each interval's midpoint,
  * density integrated over the interval's contracted length ds (as in march.c). Per ray it writes
  * the weighted sums of features (in quantised units), weights (opacity) and t (depth sum).
- * A sample counts while the transmittance before it exceeds t_stop (early ray termination), which
- * is exactly the rule of the torch reference in blocknerf/model/baked_grid.py.
+ * A sample counts while the transmittance before it exceeds t_stop (early ray termination) and when
+ * its weight exceeds min_weight (as in the neural renderer, faint samples are left out), which is
+ * exactly the rule of the torch reference in blocknerf/model/baked_grid.py.
  *
  * Empty space: inside the block's region (|u|_inf < 1) the contraction is the identity up to a
  * scale, so an empty brick or coarse cell is an axis-aligned box along the ray; the march jumps to
@@ -61,7 +62,7 @@ static inline float box_exit(const float *o, const float *d, const float *lo, co
 static void render_one(const float *o, const float *d, const float *edges, int64_t n_edges,
                        const int32_t *brick_index, int64_t M, int64_t B, const float *density,
                        const uint8_t *features, int64_t F, const uint8_t *coarse, int64_t C, float t_stop,
-                       float *feat_out, float *opacity_out, float *depth_out) {
+                       float min_weight, float *feat_out, float *opacity_out, float *depth_out) {
     const int64_t N = M * B, B1 = B + 1, V = B1 * B1 * B1, Mc = (M + C - 1) / C;
     float trans = 1.0f, opacity = 0.0f, depth = 0.0f;
     for (int64_t f = 0; f < F; ++f) feat_out[f] = 0.0f;
@@ -120,6 +121,11 @@ static void render_one(const float *o, const float *d, const float *edges, int64
         float tau = sigma * 4.0f * sqrtf(dx * dx + dy * dy + dz * dz);
         float next = trans * expf(-tau);
         float w = trans - next;
+        trans = next;
+        if (w <= min_weight) {
+            if (trans <= t_stop) break;
+            continue;
+        }
         opacity += w;
         depth += w * t;
         for (int i = 0; i < 8; ++i) {
@@ -127,7 +133,6 @@ static void render_one(const float *o, const float *d, const float *edges, int64
             float wi = w * w8[i];
             for (int64_t f = 0; f < F; ++f) feat_out[f] += wi * (float)q[f];
         }
-        trans = next;
         if (trans <= t_stop) break;
     }
     *opacity_out = opacity;
@@ -136,11 +141,11 @@ static void render_one(const float *o, const float *d, const float *edges, int64
 
 void baked_render(int64_t n_rays, const float *origins, const float *dirs, const float *edges, int64_t n_edges,
                   const int32_t *brick_index, int64_t M, int64_t B, const float *density, const uint8_t *features,
-                  int64_t F, const uint8_t *coarse, int64_t C, float t_stop, float *feat_out, float *opacity_out,
+                  int64_t F, const uint8_t *coarse, int64_t C, float t_stop, float min_weight, float *feat_out, float *opacity_out,
                   float *depth_out, int n_threads) {
 #pragma omp parallel for schedule(dynamic, 64) num_threads(n_threads)
     for (int64_t r = 0; r < n_rays; ++r) {
         render_one(origins + 3 * r, dirs + 3 * r, edges, n_edges, brick_index, M, B, density, features, F, coarse, C,
-                   t_stop, feat_out + r * F, opacity_out + r, depth_out + r);
+                   t_stop, min_weight, feat_out + r * F, opacity_out + r, depth_out + r);
     }
 }

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from blocknerf.capture.frames import Intrinsics
 from blocknerf.model.baked_grid import BakedGrid, has_baked_arrays, render_grid
+from blocknerf.model.block import View, render_view
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import SamplerConfig
 from blocknerf.model.marching import step_edges
@@ -111,6 +113,12 @@ class BakedBlock:
             return table[self.image_ids.index(frame_id)]
         return torch.zeros(table.shape[1])
 
+    def render_view(
+        self, c2w: np.ndarray, intrinsics: Intrinsics, *, appearance: torch.Tensor | None = None, exposure: float | None = None
+    ) -> View:
+        """Render a whole image from a camera pose (as ``BlockModel.render_view``)."""
+        return render_view(self, c2w, intrinsics, appearance=appearance, exposure=exposure, with_exposure=self.heads.with_exposure, chunk=1 << 16)
+
     def render_rays(self, rays: Rays, *, chunk: int = 1 << 16) -> RenderResult:
         """Render world rays (see streaming's block protocol)."""
         outs = [self._render_chunk(rays.slice(s, s + chunk)) for s in range(0, len(rays), chunk)]
@@ -124,7 +132,8 @@ class BakedBlock:
         dev = rays.origins.device
         cpu = Rays(*(None if t is None else t.detach().float().cpu() for t in (rays.origins, rays.directions, rays.appearance, rays.log2_exposure)))
         o, d = self.bounds.normalize_rays(cpu.origins, cpu.directions)
-        out = render_grid(self.grid, o, d, self.edges, t_stop=self.sampler.early_stop_transmittance, backend=self.backend)
+        out = render_grid(self.grid, o, d, self.edges, t_stop=self.sampler.early_stop_transmittance,
+                          min_weight=self.sampler.min_weight, backend=self.backend)
         rgb = torch.full((len(cpu), 3), BACKGROUND)
         vis = torch.zeros(len(cpu))
         hit = (out.opacity > 0).nonzero().squeeze(1)

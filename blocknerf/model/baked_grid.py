@@ -119,18 +119,25 @@ class GridSamples:
 
 
 def render_grid(
-    grid: BakedGrid, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, *, t_stop: float, backend: str = "auto"
+    grid: BakedGrid,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    edges: torch.Tensor,
+    *,
+    t_stop: float,
+    min_weight: float = 0.0,
+    backend: str = "auto",
 ) -> GridSamples:
     """Render rays in normalised block coordinates (``BlockBounds.normalize_rays``) through ``grid``.
 
     origins, directions: (R, 3) float32; edges: (K+1,) float32 step schedule; t_stop: transmittance
-    at which a ray stops. backend: ``native_library``'s rule for the kernel ``baked``.
+    at which a ray stops; samples of weight <= ``min_weight`` are left out. backend: ``native_library``'s rule for the kernel ``baked``.
     """
     lib = native_library("baked", backend, device_type=origins.device.type)
     if lib is None:
-        feat, opacity, depth = render_grid_reference(grid, origins, directions, edges, t_stop=t_stop)
+        feat, opacity, depth = render_grid_reference(grid, origins, directions, edges, t_stop=t_stop, min_weight=min_weight)
     else:
-        feat, opacity, depth = _render_native(lib, grid, origins, directions, edges, t_stop)
+        feat, opacity, depth = _render_native(lib, grid, origins, directions, edges, t_stop, min_weight)
     safe = opacity.clamp(min=1e-10)
     hit = (opacity > 0)[:, None]
     features = torch.where(hit, feat / safe[:, None] * grid.scale.to(feat.device) + grid.offset.to(feat.device), torch.zeros_like(feat))
@@ -138,7 +145,14 @@ def render_grid(
 
 
 def render_grid_reference(
-    grid: BakedGrid, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, *, t_stop: float, chunk: int = 512
+    grid: BakedGrid,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    edges: torch.Tensor,
+    *,
+    t_stop: float,
+    min_weight: float = 0.0,
+    chunk: int = 512,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Plain torch rendering (every interval of every ray, no skipping): the kernel's oracle.
 
@@ -177,7 +191,8 @@ def render_grid_reference(
         ds = 4.0 * (contract(o + hi[None, :, None] * d) - contract(o + lo[None, :, None] * d)).norm(dim=-1)
         tau = (sigma * ds).double()
         trans = torch.exp(-(torch.cumsum(tau, dim=1) - tau))
-        w = (trans * (1.0 - torch.exp(-tau)) * (trans > t_stop)).float()
+        w = trans * (1.0 - torch.exp(-tau))
+        w = (w * ((trans > t_stop) & (w > min_weight))).float()
         out_f.append((w[..., None] * feat).sum(dim=1))
         out_o.append(w.sum(dim=1))
         out_d.append((w * mid).sum(dim=1))
@@ -187,7 +202,7 @@ def render_grid_reference(
 
 
 def _render_native(
-    lib: ctypes.CDLL, grid: BakedGrid, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, t_stop: float
+    lib: ctypes.CDLL, grid: BakedGrid, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, t_stop: float, min_weight: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     lib.baked_render.restype = None
     r = origins.shape[0]
@@ -202,7 +217,7 @@ def _render_native(
         ctypes.c_int64(r), _ptr(o), _ptr(d), _ptr(e), ctypes.c_int64(e.numel()),
         _ptr(grid.brick_index), ctypes.c_int64(grid.brick_index.shape[0]), ctypes.c_int64(grid.brick),
         _ptr(grid.density), _ptr(grid.features), ctypes.c_int64(grid.num_features),
-        _ptr(coarse), ctypes.c_int64(COARSE_BRICKS), ctypes.c_float(t_stop),
+        _ptr(coarse), ctypes.c_int64(COARSE_BRICKS), ctypes.c_float(t_stop), ctypes.c_float(min_weight),
         _ptr(feat), _ptr(opacity), _ptr(depth), ctypes.c_int(torch.get_num_threads()),
     )
     return feat, opacity, depth
