@@ -40,6 +40,10 @@ static inline void contract01(const float *o, const float *d, float t, float *x)
     for (int i = 0; i < 3; ++i) x[i] = x[i] < 0.0f ? 0.0f : (x[i] > 1.0f ? 1.0f : x[i]);
 }
 
+static inline int inside(const float *o, const float *d, float t) {
+    return fabsf(o[0] + t * d[0]) <= 1.0f && fabsf(o[1] + t * d[1]) <= 1.0f && fabsf(o[2] + t * d[2]) <= 1.0f;
+}
+
 static inline int64_t clampi(int64_t v, int64_t hi) { return v < 0 ? 0 : (v > hi ? hi : v); }
 
 /* Exit distance of the ray from the box [lo, hi]^3 given in x01 coordinates (inside the region,
@@ -65,6 +69,7 @@ static void render_one(const float *o, const float *d, const float *edges, int64
                        float min_weight, float *feat_out, float *opacity_out, float *depth_out) {
     const int64_t N = M * B, B1 = B + 1, V = B1 * B1 * B1, Mc = (M + C - 1) / C;
     float trans = 1.0f, opacity = 0.0f, depth = 0.0f;
+    const float dnorm = sqrtf(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
     for (int64_t f = 0; f < F; ++f) feat_out[f] = 0.0f;
     float x[3];
     for (int64_t k = 0; k + 1 < n_edges; ++k) {
@@ -114,11 +119,17 @@ static void render_one(const float *o, const float *d, const float *edges, int64
         float sigma = 0.0f;
         for (int i = 0; i < 8; ++i) sigma += w8[i] * density[base + off[i]];
         if (sigma <= 0.0f) continue;
-        float a0[3], a1[3];
-        contract01(o, d, lo, a0);
-        contract01(o, d, hi, a1);
-        float dx = a1[0] - a0[0], dy = a1[1] - a0[1], dz = a1[2] - a0[2];
-        float tau = sigma * 4.0f * sqrtf(dx * dx + dy * dy + dz * dz);
+        float ds;
+        if (inside(o, d, lo) && inside(o, d, hi)) {
+            ds = (hi - lo) * dnorm;  /* the contraction is x01 = (u + 2) / 4 there: no contractions */
+        } else {
+            float a0[3], a1[3];
+            contract01(o, d, lo, a0);
+            contract01(o, d, hi, a1);
+            float dx = a1[0] - a0[0], dy = a1[1] - a0[1], dz = a1[2] - a0[2];
+            ds = 4.0f * sqrtf(dx * dx + dy * dy + dz * dz);
+        }
+        float tau = sigma * ds;
         float next = trans * expf(-tau);
         float w = trans - next;
         trans = next;
