@@ -179,7 +179,7 @@ def main() -> None:
         store = BlockStore.open(path)
         results: dict[str, Any] = {
             "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform()},
-            "store": str(path) if args.store else "built",
+            "store": path.name if args.store else "built",
             "blocks": len(store.manifest().blocks),
             "quick": args.quick,
         }
