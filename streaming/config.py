@@ -40,13 +40,17 @@ class AutoPathConfig:
     smoothing_m: float = 8.0
     """Length scale over which positions (smoothing spline) and orientations (weighted mean of the
     capture's rotations) are smoothed; larger is smoother but cuts corners more."""
+    default_seconds: float = 20.0
+    """Length of the video when ``--auto`` is given no ``--frames``, ``--seconds`` or ``--speed``:
+    the whole trajectory in this many seconds (a long capture otherwise makes a path of many
+    thousands of frames)."""
     merge_m: float = 0.5
     """Frames whose cameras stand closer than this to the previous stop belong to one stop (the
     cameras of a rig)."""
 
     def validate(self) -> None:
-        if not (self.speed_mps > 0 and self.fps > 0 and self.smoothing_m >= 0 and self.merge_m >= 0):
-            raise ValueError("auto path needs speed_mps > 0, fps > 0, smoothing_m >= 0 and merge_m >= 0")
+        if not (self.speed_mps > 0 and self.fps > 0 and self.smoothing_m >= 0 and self.merge_m >= 0 and self.default_seconds > 0):
+            raise ValueError("auto path needs speed_mps > 0, fps > 0, smoothing_m >= 0, merge_m >= 0 and default_seconds > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,9 @@ class StreamConfig:
     """Rays rendered at once (bounds render memory)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where blocks are loaded and rendered: auto uses CUDA when present."""
+    renderer: Literal["baked", "neural"] = "baked"
+    """``baked``: render a block from its bake (``blocknerf bake``) where its version has one, with
+    the native kernel on a CPU, and from its network otherwise; ``neural``: always the network."""
     width: int = 320
     """Frame width when neither ``--size`` nor the camera path gives one."""
     height: int = 240

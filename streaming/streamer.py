@@ -52,9 +52,17 @@ class BlockSource(Protocol):
 class StoreSource:
     """Blocks of a ``blocknerf.store.BlockStore``, loaded as ``BlockModel`` onto ``device``."""
 
-    def __init__(self, store: Any, device: Any = "cpu") -> None:
+    def __init__(self, store: Any, device: Any = "cpu", renderer: str = "baked") -> None:
         self.store = store
         self.device = device
+        self.renderer = renderer
+        """``baked``: a version's bake where it has one (its neural model otherwise); ``neural``."""
+
+    def _baked(self, key: BlockKey) -> bool:
+        from blocknerf.model.loading import renders_baked
+
+        info = self.store.version_info(*key)
+        return info is not None and renders_baked(info.attrs, self.renderer, self.device)
 
     def published(self) -> tuple[int, Mapping[str, int]]:
         manifest = self.store.manifest()
@@ -66,6 +74,10 @@ class StoreSource:
 
     def estimate_nbytes(self, key: BlockKey) -> int:
         block_id, version = key
+        if self._baked(key):
+            from blocknerf.model.loading import baked_nbytes_estimate
+
+            return baked_nbytes_estimate(self.store, block_id, version)
         stored = self.store.version_nbytes(block_id, version)
         info = self.store.version_info(block_id, version)
         # Occupancy is stored as packed bits but held as one bool per cell once loaded.
@@ -73,9 +85,9 @@ class StoreSource:
         return int(stored + g**3)
 
     def load(self, key: BlockKey) -> RenderableBlock:
-        from blocknerf.model.block import load_block
+        from blocknerf.model.loading import load_renderable
 
-        return load_block(self.store, key[0], version=key[1], device=self.device)
+        return load_renderable(self.store, key[0], key[1], renderer=self.renderer, device=self.device)
 
     def appearance_document(self) -> Mapping[str, Any] | None:
         return self.store.read_document(AppearanceTable.DOCUMENT)
@@ -128,7 +140,7 @@ class BlockStreamer:
 
         if isinstance(store, str) or hasattr(store, "__fspath__"):
             store = BlockStore.open(store)
-        return cls(StoreSource(store, pick_device(device or cfg.device)), cfg)
+        return cls(StoreSource(store, pick_device(device or cfg.device), cfg.renderer), cfg)
 
     # -- manifest -------------------------------------------------------------------------------
     @property

@@ -48,7 +48,7 @@ def tiny_city(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # and a small appearance-matching run.
 TINY_STORE_OVERRIDES = {
     "partition": {"strategy": "clusters", "clusters": 2, "spacing_m": 60.0},
-    "train": {"steps": 80},
+    "train": {"steps": 80, "bake_grid": {"max_resolution": 64}},
     "stream": {"visibility_size": 16, "match": {"steps": 20, "views": 3, "width": 24, "batch_rays": 512}},
 }
 

@@ -38,7 +38,17 @@ def _hashgrid(backend: str) -> torch.Tensor:
     return torch.tensor(0.0) if backend == "expected" else torch.tensor(float(HashGridEncoding(cfg).backend == "reference"))
 
 
-KERNELS = {"march": _march, "composite": _composite, "hashgrid": _hashgrid}
+def _baked(backend: str) -> torch.Tensor:
+    from blocknerf.model.baked_grid import BakedGrid, render_grid
+
+    index = torch.zeros(1, 1, 1, dtype=torch.int32)
+    grid = BakedGrid(index, torch.full((1, 27), 2.0), torch.zeros(1, 27, 1, dtype=torch.uint8), torch.ones(1), torch.zeros(1), 2)
+    o, d = torch.zeros(4, 3), torch.nn.functional.normalize(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    edges = torch.from_numpy(step_edges(SamplerConfig(), 1.0))
+    return render_grid(grid, o, d, edges, t_stop=1e-4, backend="reference" if backend == "expected" else backend).opacity
+
+
+KERNELS = {"march": _march, "composite": _composite, "hashgrid": _hashgrid, "baked": _baked}
 
 
 @pytest.fixture
@@ -84,7 +94,7 @@ def test_non_cpu_devices_take_the_reference_path_under_auto_and_fast_refuses_the
         native_library("march", "turbo")
 
 
-@pytest.mark.native_kernel("hashgrid", "march", "composite")
+@pytest.mark.native_kernel("hashgrid", "march", "composite", "baked")
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_each_kernel_builds_and_auto_uses_it(name: str) -> None:
     assert native_library(name, "auto") is not None

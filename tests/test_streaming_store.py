@@ -62,7 +62,10 @@ def test_loading_reads_only_that_blocks_arrays(tiny_store: Path, tmp_path: Path)
     assert block.block_id == a and block.nbytes > 0
 
 
-def test_a_lone_block_renders_exactly_as_the_block_does(tiny_store: Path) -> None:
+@pytest.mark.parametrize("renderer", ["baked", "neural"])
+def test_a_lone_block_renders_exactly_as_the_block_does(tiny_store: Path, renderer: str) -> None:
+    from blocknerf.model.loading import load_renderable
+
     store = BlockStore.open(tiny_store)
     plan = store.plan
     a, b = plan.blocks
@@ -70,10 +73,12 @@ def test_a_lone_block_renders_exactly_as_the_block_does(tiny_store: Path) -> Non
     away = (a.center_xy - b.center_xy) / np.linalg.norm(a.center_xy - b.center_xy)
     xy = a.center_xy + away * max(0.0, b.radius_m - np.linalg.norm(a.center_xy - b.center_xy) + 2.0)
     view = street_view(xy[0], xy[1], 30.0)
-    streamer = BlockStreamer.open(store, stream_config(store, device="cpu"))
+    streamer = BlockStreamer.open(store, stream_config(store, device="cpu", renderer=renderer))
     frame = Compositor(streamer).render(view)
     assert [u.block_id for u in frame.used] == [a.id]
-    expected = load_block(store, a.id).render_view(np.array(view.c2w), view.intrinsics).rgb.clamp(0, 1).numpy()
+    block = load_renderable(store, a.id, store.manifest().version_of(a.id), renderer=renderer)
+    assert type(block).__name__ == ("BakedBlock" if renderer == "baked" else "BlockModel")
+    expected = block.render_view(np.array(view.c2w), view.intrinsics).rgb.clamp(0, 1).numpy()
     np.testing.assert_array_equal(frame.rgb, expected)
 
 

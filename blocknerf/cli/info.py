@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 HELP = "list a store's blocks with versions and quality; export GeoJSON footprints and the block map"
@@ -18,8 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print everything as JSON")
 
 
+_NO_INFO = SimpleNamespace(attrs={})
+
+
 def block_records(store: Any) -> list[dict[str, Any]]:
-    """Per block: plan summary, the published ``version`` (None before training) and every
+    """Per block: plan summary, the published ``version`` (None before training), whether it is
+    ``baked`` and its ``baked_bytes`` (stored bytes of the bake), and every
     complete version: its date, why it was made (``reason``: train, update or rollback), what
     caused it (``caused_by``: the capture and its new frames, or the version rolled back to),
     whether it was ever published, its steps, warm start, quality and checksum."""
@@ -32,6 +37,9 @@ def block_records(store: Any) -> list[dict[str, Any]]:
         history = set() if entry is None else set(store.published_history(row["id"], entry))
         row["version"] = None if entry is None else entry.version
         row["published_at"] = None if entry is None else entry.published_at
+        baked = None if entry is None else (store.version_info(row["id"], entry.version) or _NO_INFO).attrs.get("baked")
+        row["baked"] = baked is not None
+        row["baked_bytes"] = None if baked is None else int(baked["nbytes"])
         row["versions"] = [
             {
                 "version": v.version,
@@ -44,6 +52,7 @@ def block_records(store: Any) -> list[dict[str, Any]]:
                 "warm_start": (v.attrs.get("train", {}).get("warm_start") or {}).get("version"),
                 "psnr": v.attrs.get("eval", {}).get("psnr"),
                 "ssim": v.attrs.get("eval", {}).get("ssim"),
+                "baked": "baked" in v.attrs,
                 "checksum": v.checksum,
             }
             for v in store.versions(row["id"])
@@ -54,6 +63,8 @@ def block_records(store: Any) -> list[dict[str, Any]]:
 def describe_cause(version: dict[str, Any]) -> str:
     """A short account of why a version exists, e.g. ``update: 12 new frames (3 superseded) from X``."""
     cause = version.get("caused_by") or {}
+    if version["reason"] == "bake":
+        return f"bake: v{cause.get('baked_from', '?')} with a baked grid"
     if version["reason"] == "rollback":
         return f"rollback: copy of v{cause.get('rollback_to', '?')}, replacing v{cause.get('replaced', '?')}"
     if version["reason"] == "update":
@@ -65,6 +76,8 @@ def describe_cause(version: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dask.utils import format_bytes
+
     from blocknerf.presentation.blockmap import draw_block_map
     from blocknerf.cli.tables import BLOCK_COLUMNS, format_table
     from blocknerf.errors import InputError
@@ -104,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         ("published", published),
         ("versions", lambda r: len(r["versions"]) or None),
         ("held-out PSNR/SSIM", quality),
+        ("baked", lambda r: None if r["version"] is None else (format_bytes(r["baked_bytes"]) if r["baked"] else "no")),
     ]
     print(format_table(rows, columns))
     history = [(r["id"], v) for r in rows for v in r["versions"] if len(r["versions"]) > 1]

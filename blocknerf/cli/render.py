@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", metavar="WxH", help="frame size (default: the path's, else stream.width x stream.height)")
     p.add_argument("--memory-budget", metavar="SIZE", help="most memory for loaded blocks, e.g. 512MB or 2GB")
     p.add_argument("--max-blocks", type=int, metavar="K", help="blend at most K blocks per frame")
-    p.add_argument("--frames", type=int, metavar="N", help="--auto: N frames over the trajectory")
+    p.add_argument("--renderer", choices=("baked", "neural"), help="render blocks from their bake where they have one, or from their network (default: stream.renderer)")
+    p.add_argument("--frames", type=int, metavar="N", help="--auto: N frames over the trajectory (default: stream.auto_path.default_seconds of video)")
     p.add_argument("--seconds", type=float, metavar="S", help="--auto: S seconds of video over the trajectory")
     p.add_argument("--speed", type=float, metavar="M_PER_S", help="--auto: camera speed (with --frames/--seconds: only that far)")
     p.add_argument("--fps", type=float, metavar="F", help="--auto: frames per second")
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         "stream.device": args.device,
         "stream.prefetch": False if args.no_prefetch else None,
         "stream.auto_path.fps": args.fps,
+        "stream.renderer": args.renderer,
     }
     if args.memory_budget is not None:
         try:
@@ -86,8 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
         run_matching(store, cfg, root=None, quiet=args.quiet or args.json)
     if args.auto:
+        seconds = args.seconds
+        if args.frames is None and args.seconds is None and args.speed is None:
+            seconds = cfg.auto_path.default_seconds
         path = auto_path(
-            store.capture.camera_arrays(), cfg.auto_path, frames=args.frames, seconds=args.seconds,
+            store.capture.camera_arrays(), cfg.auto_path, frames=args.frames, seconds=seconds,
             speed_mps=args.speed, size=size,
         )
     else:
@@ -98,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     stats = Path(args.stats) if args.stats else (out.parent if out else Path(args.frames_dir)) / "render_stats.json"
     streamer = BlockStreamer.open(store, cfg)
+    if not args.json:
+        estimate = estimate_frame_s(streamer, path, size)
+        print(f"rendering {len(path)} frames ({size[0]}x{size[1]}, {len(path) / path.fps:.1f} s of video, {cfg.renderer} renderer); "
+              f"estimated {_duration(estimate * len(path))} ({estimate:.3f} s per frame, from one probe frame)", flush=True)
     result = render_flythrough(
         streamer, path, size=size, video=out, frames_dir=args.frames_dir, stats_path=stats,
         progress=not (args.quiet or args.json), config=to_dict(settings),
@@ -122,3 +131,26 @@ def run(args: argparse.Namespace) -> int:
     if s.get("prefetch_errors"):
         print(f"blocknerf render: warning: prefetch failed: {s['prefetch_errors'][0]}", file=sys.stderr)
     return 0
+
+
+def estimate_frame_s(streamer: Any, path: Any, size: tuple[int, int]) -> float:
+    """Seconds one frame of ``path`` takes: the middle frame rendered once (its blocks loaded
+    first, so that the figure is rendering, not loading; they stay cached for the real run)."""
+    import time
+
+    from streaming.compositor import Compositor
+
+    compositor = Compositor(streamer)
+    view = path.view(len(path) // 2, size)
+    compositor.render(view)  # loads the blocks
+    started = time.perf_counter()
+    compositor.render(view)
+    return time.perf_counter() - started
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -97,20 +97,7 @@ class BlockModel:
         chunk: int = 16384,
     ) -> View:
         """Render a whole image from a camera pose; ``appearance`` (A,) code or None (zero code)."""
-        origins, dirs, z_per_t = image_rays(c2w, intrinsics, self.device)
-        n = origins.shape[0]
-        codes = None if appearance is None else appearance.to(self.device).expand(n, -1)
-        log2e = None
-        if self.field.with_exposure:
-            log2e = torch.full((n,), float(np.log2(exposure)) if exposure else 0.0, device=self.device)
-        out = self.render_rays(Rays(origins, dirs, codes, log2e), chunk=chunk)
-        h, w = intrinsics.height, intrinsics.width
-        return View(
-            rgb=out.rgb.reshape(h, w, 3),
-            depth=(out.depth * z_per_t).reshape(h, w),
-            opacity=out.opacity.reshape(h, w),
-            visibility=out.visibility.reshape(h, w),
-        )
+        return render_view(self, c2w, intrinsics, appearance=appearance, exposure=exposure, with_exposure=self.field.with_exposure, chunk=chunk)
 
     # -- persistence ---------------------------------------------------------------------------
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -158,6 +145,34 @@ class BlockModel:
             version=version,
             attrs=dict(attrs),
         )
+
+
+def render_view(
+    block: Any,
+    c2w: np.ndarray,
+    intrinsics: Intrinsics,
+    *,
+    appearance: torch.Tensor | None,
+    exposure: float | None,
+    with_exposure: bool,
+    chunk: int = 16384,
+) -> View:
+    """A whole image of any block with ``render_rays(rays, chunk=)`` and ``device`` (neural or baked);
+    ``with_exposure``: whether the block's colour head takes the image exposure."""
+    origins, dirs, z_per_t = image_rays(c2w, intrinsics, block.device)
+    n = origins.shape[0]
+    codes = None if appearance is None else appearance.to(block.device).expand(n, -1)
+    log2e = None
+    if with_exposure:
+        log2e = torch.full((n,), float(np.log2(exposure)) if exposure else 0.0, device=block.device)
+    out = block.render_rays(Rays(origins, dirs, codes, log2e), chunk=chunk)
+    h, w = intrinsics.height, intrinsics.width
+    return View(
+        rgb=out.rgb.reshape(h, w, 3),
+        depth=(out.depth * z_per_t).reshape(h, w),
+        opacity=out.opacity.reshape(h, w),
+        visibility=out.visibility.reshape(h, w),
+    )
 
 
 def load_block(store: Any, block_id: str, *, version: int | None = None, device: torch.device | str = "cpu") -> BlockModel:

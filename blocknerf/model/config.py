@@ -141,3 +141,36 @@ class ModelConfig:
     field: FieldConfig = default(default_factory=FieldConfig)
     sampler: SamplerConfig = default(default_factory=SamplerConfig)
     occupancy: OccupancyConfig = default(default_factory=OccupancyConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class BakeConfig:
+    """The render-only bake of a block (``blocknerf bake``; ``train.bake`` bakes before publishing).
+
+    The grid resolution N (cells per axis over the contracted cube, whose inner half is the block's
+    region) follows the training images: a voxel inside the region should be about as large as
+    what one pixel covers there, ``footprint = median distance(camera, block centre) / median focal
+    length`` (distances below half the radius count as half the radius), so ``N = 2 * 2 radius /
+    footprint * voxels_per_pixel``, then clamped to ``[min_resolution, max_resolution]`` and to the
+    hash grid's finest level (no detail exists beyond it), and rounded up to a multiple of
+    ``4 * brick`` so that the region's boundary falls on brick boundaries.
+    """
+
+    brick: int = 8
+    """Cells per brick and axis (each occupied brick stores (brick+1)^3 vertices)."""
+    voxels_per_pixel: float = 1.0
+    """Voxels across one pixel footprint (see the class docstring)."""
+    min_resolution: int = 64
+    """Fewest cells per axis over the contracted cube."""
+    max_resolution: int = 256
+    """Most cells per axis over the contracted cube (memory grows about with its square)."""
+    min_alpha: float = 1e-3
+    """Vertex densities whose opacity across one voxel stays below this are stored as empty."""
+
+    def validate(self) -> None:
+        if self.brick not in (4, 8, 16):
+            raise ValueError("brick must be 4, 8 or 16")
+        if not 4 * self.brick <= self.min_resolution <= self.max_resolution <= 2048:
+            raise ValueError("need 4 * brick <= min_resolution <= max_resolution <= 2048")
+        if self.voxels_per_pixel <= 0 or not 0.0 <= self.min_alpha < 1.0:
+            raise ValueError("voxels_per_pixel must be > 0 and min_alpha in [0, 1)")

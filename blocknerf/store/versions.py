@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +105,8 @@ class VersionsPart(StoreParts):
             fault_point("during_version_write")
             target.attrs.put(
                 {**dict(attrs), "block_id": block_id, "version": version, "created": utc_now(),
-                 "checksum": checksum_arrays(arrays), "complete": True}
+                 "checksum": checksum_arrays(arrays),
+                 "array_checksums": {name: checksum_arrays({name: a}) for name, a in arrays.items()}, "complete": True}
             )
         except (PermissionError, OSError) as exc:
             raise StoreError(self.url, f"cannot write block {block_id} ({reason(exc)})") from None
@@ -122,18 +123,33 @@ class VersionsPart(StoreParts):
             version += 1
         return version
 
-    def read_version(self, block_id: str, version: int, *, verify: bool = True) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays and attrs of one complete version; reads only that block's arrays."""
+    def read_version(
+        self, block_id: str, version: int, *, verify: bool = True, names: Callable[[str], bool] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and attrs of one complete version; reads only that block's arrays, and of those
+        only the ones ``names`` accepts when given (a baked block skips the hash tables).
+
+        ``verify`` checks what was read against the stored checksums: the whole version's, or each
+        read array's own (``array_checksums``) when only some are read; a version written before
+        per-array checksums existed is then read whole to verify it."""
         info = self.version_info(block_id, version)
         if info is None:
             raise StoreError(self.url, f"block {block_id} has no complete version {version}")
+        per_array = info.attrs.get("array_checksums")
+        if verify and names is not None and not isinstance(per_array, Mapping):
+            names = None
         try:
             group = self._root[f"blocks/{block_id}/v{version}"]
-            arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+            arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays() if names is None or names(name)}
         except Exception as exc:  # noqa: BLE001 - any failure to decode stored bytes is corruption
             raise StoreError(self.url, f"block {block_id} version {version} is corrupt (unreadable: {type(exc).__name__})") from None
-        if verify and checksum_arrays(arrays) != info.checksum:
-            raise StoreError(self.url, f"block {block_id} version {version} is corrupt (fails its checksum)")
+        if verify:
+            if names is None:
+                intact = checksum_arrays(arrays) == info.checksum
+            else:
+                intact = all(per_array.get(name) == checksum_arrays({name: a}) for name, a in arrays.items())
+            if not intact:
+                raise StoreError(self.url, f"block {block_id} version {version} is corrupt (fails its checksum)")
         return arrays, dict(info.attrs)
 
     def read_published(self, block_id: str, manifest: Manifest | None = None) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
@@ -145,10 +161,11 @@ class VersionsPart(StoreParts):
         arrays, attrs = self.read_version(block_id, version)
         return version, arrays, attrs
 
-    def version_nbytes(self, block_id: str, version: int) -> int:
-        """Bytes the version's arrays take in memory once loaded (from metadata; reads no data)."""
+    def version_nbytes(self, block_id: str, version: int, names: Callable[[str], bool] | None = None) -> int:
+        """Bytes the version's arrays (those ``names`` accepts, when given) take in memory once
+        loaded (from metadata; reads no data)."""
         group = self._root[f"blocks/{block_id}/v{version}"]
-        return int(sum(arr.nbytes for _, arr in group.arrays()))
+        return int(sum(arr.nbytes for name, arr in group.arrays() if names is None or names(name)))
 
     def delete_version(self, block_id: str, version: int) -> None:
         """Delete one version; refuses to delete the published one."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from blocknerf.model.config import BakeConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,11 @@ class TrainConfig:
     """Seed of initialisation and ray sampling (combined with the block id)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: auto uses CUDA when present."""
+    bake: bool = True
+    """Bake each block (a render-only grid, ``blocknerf bake``) into its version before it is
+    published, so a new store renders fast with no extra step. Not part of a block's fingerprint."""
+    bake_grid: BakeConfig = field(default_factory=BakeConfig)
+    """How blocks are baked (resolution rule, brick size); used by ``train``, ``update`` and ``bake``."""
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -72,3 +79,4 @@ class TrainConfig:
             raise ValueError("outside_ray_fraction must be in [0, 1)")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError("time_budget_s must be positive")
+        self.bake_grid.validate()

@@ -41,6 +41,7 @@ from blocknerf.config import to_dict
 from blocknerf.errors import ConfigError, InputError, TrainingError
 from blocknerf.evaluation.views import evaluate_views
 from blocknerf.evaluation.metrics import mse_to_psnr
+from blocknerf.model.bake import bake_block, frames_footprint_m
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import ModelConfig
 from blocknerf.model.field import BlockField
@@ -54,7 +55,7 @@ from blocknerf.training.state import checkpoint_arrays, restore_checkpoint
 from partitioning import BlockSpec
 
 # Settings that do not change what is learned; a checkpoint stays valid when only these change.
-_NON_SEMANTIC = ("checkpoint_every_s", "checkpoint_every_steps", "eval_views", "device")
+_NON_SEMANTIC = ("checkpoint_every_s", "checkpoint_every_steps", "eval_views", "device", "bake", "bake_grid")
 # Settings of how a run starts, not of what the block is trained for: they enter the run's id
 # (checkpoints) but not the fingerprint that says whether a block is up to date.
 _RUN_ONLY = ("warm_start_steps",)
@@ -296,6 +297,9 @@ def train_block(
         stats["warm_start_skipped"] = init_note
     model.attrs = {**dict(record or {}), "fingerprint": fingerprint, "train": stats, "eval": evaluation, "frames": list(spec.frames)}
     arrays, attrs = model.to_record()
+    if cfg.bake:
+        baked, attrs["baked"] = bake_block(model, cfg.bake_grid, footprint_m=frames_footprint_m(train_frames, bounds))
+        arrays.update(baked)
     version = store.write_version(spec.id, arrays, attrs)
     store.clear_checkpoints(spec.id)
     if progress is not None:

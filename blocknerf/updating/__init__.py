@@ -5,9 +5,10 @@
                           ClusterConfig(in_process=True), UpdateConfig(), capture_path="recapture")
 
 ``merge`` holds the capture-record side (frame ids, superseding by timestamp, the plan and the
-blocks it changes); ``run`` the update itself and ``rollback_block``. See docs/updates.md.
+blocks it changes); ``run`` the update itself and ``rollback_block``; ``baking`` bakes published versions into new ones. See docs/updates.md.
 """
 
+from blocknerf.updating.baking import BakeOutcome, bake_store
 from blocknerf.updating.config import UpdateConfig
 from blocknerf.updating.merge import (
     SUPERSEDED_KEY,
@@ -22,11 +23,13 @@ from blocknerf.updating.merge import (
 from blocknerf.updating.run import PreparedUpdate, UpdateReport, prepare_update, rollback_block, run_update, update_store
 
 __all__ = [
+    "BakeOutcome",
     "SUPERSEDED_KEY",
     "CaptureMerge",
     "PreparedUpdate",
     "UpdateConfig",
     "UpdateReport",
+    "bake_store",
     "block_causes",
     "changed_blocks",
     "merge_captures",

@@ -30,7 +30,7 @@ from blocknerf.updating.config import UpdateConfig
 from blocknerf.updating.merge import CaptureMerge, block_causes, changed_blocks, merge_captures, merged_plan
 from partitioning import BlockPlan
 
-_VERSION_KEYS = ("block_id", "version", "checksum", "complete", "created")
+VERSION_KEYS = ("block_id", "version", "checksum", "complete", "created")
 """Attributes the store sets on every version it writes (a copied version gets new ones)."""
 
 
@@ -214,7 +214,7 @@ def rollback_block(store: BlockStore, block_id: str, to: int | None = None) -> t
         known = ", ".join(f"v{v.version}" for v in store.versions(block_id)) or "none"
         raise StoreError(store.url, f"block {block_id} has no complete version {to} (versions: {known})")
     arrays, attrs = store.read_version(block_id, to, verify=True)
-    kept = {k: v for k, v in attrs.items() if k not in _VERSION_KEYS}
+    kept = {k: v for k, v in attrs.items() if k not in VERSION_KEYS}
     version = store.write_version(
         block_id, arrays, {**kept, "reason": "rollback", "caused_by": {"rollback_to": to, "replaced": entry.version}}
     )

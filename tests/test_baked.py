@@ -1,0 +1,171 @@
+"""The bake: native vs reference grid renderer, an analytic field baked and rendered, and baked
+data in the store (round trip, determinism, rollback/gc keep a version's arrays together)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from blocknerf.model.bake import bake_field, bake_resolution, pixel_footprint_m
+from blocknerf.model.baked_grid import BakedGrid, render_grid, render_grid_reference
+from blocknerf.model.config import BakeConfig, SamplerConfig
+from blocknerf.model.marching import step_edges
+
+
+def _random_grid(seed: int, m: int = 4, b: int = 4, f: int = 5) -> BakedGrid:
+    g = torch.Generator().manual_seed(seed)
+    occ = torch.rand(m, m, m, generator=g) < 0.4
+    index = torch.full((m, m, m), -1, dtype=torch.int32)
+    index[occ] = torch.arange(int(occ.sum()), dtype=torch.int32)
+    nb = int(occ.sum())
+    density = torch.rand(nb, (b + 1) ** 3, generator=g) * 5.0
+    features = torch.randint(0, 256, (nb, (b + 1) ** 3, f), generator=g, dtype=torch.uint8)
+    return BakedGrid(index, density, features, torch.full((f,), 1.0 / 255.0), torch.zeros(f), b)
+
+
+def _rays(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    o = torch.rand(n, 3, generator=g) * 1.6 - 0.8
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    return o, d
+
+
+@pytest.mark.native_kernel("baked")
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=["grid0", "grid1", "grid2"])
+def test_native_renderer_matches_the_reference(seed: int) -> None:
+    grid = _random_grid(seed)
+    o, d = _rays(seed + 10, 200)
+    edges = torch.from_numpy(step_edges(SamplerConfig(), 1.0))
+    fast = render_grid(grid, o, d, edges, t_stop=1e-4, min_weight=1e-4, backend="fast")
+    ref = render_grid(grid, o, d, edges, t_stop=1e-4, min_weight=1e-4, backend="reference")
+    assert (ref.opacity > 0.5).float().mean() > 0.3  # the rays do hit the grid
+    torch.testing.assert_close(fast.features, ref.features, atol=1e-4, rtol=0)  # colours decode from these
+    torch.testing.assert_close(fast.opacity, ref.opacity, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast.depth, ref.depth, atol=1e-4, rtol=1e-5)
+
+
+# -- an analytic field: a coloured sphere of radius 0.5 (normalised units) in a block of radius 1 --
+RADIUS = 0.5
+
+
+def _sphere(x01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense inside the sphere; features = a colour that varies with position (the 'decoder' is the identity)."""
+    u = x01 * 4.0 - 2.0  # the sphere lies inside the region, where the contraction is linear
+    inside = u.norm(dim=-1) < RADIUS
+    color = (u / (2 * RADIUS) + 0.5).clamp(0, 1)
+    return torch.where(inside, torch.full_like(u[:, 0], 400.0), torch.zeros_like(u[:, 0])), color
+
+
+def _analytic(o: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(R,) hit mask and (R,) distance to the sphere (unit directions)."""
+    b = (o * d).sum(-1)
+    c = (o * o).sum(-1) - RADIUS**2
+    disc = b * b - c
+    t = -b - disc.clamp(min=0).sqrt()
+    return (disc > 0) & (t > 0), t
+
+
+@pytest.mark.parametrize("backend", [pytest.param("fast", marks=pytest.mark.native_kernel("baked")), "reference"])
+def test_a_baked_sphere_renders_the_analytic_image(backend: str) -> None:
+    cfg = BakeConfig(brick=8, min_resolution=128, max_resolution=128)
+    # Occupancy as training would leave it: the 32^3 cells near the sphere (so only those are baked).
+    centres = (torch.stack(torch.meshgrid(*[torch.arange(32)] * 3, indexing="ij"), -1) + 0.5) / 32 * 4.0 - 2.0
+    grid = bake_field(_sphere, 128, cfg, occupied=centres.norm(dim=-1) < RADIUS + 0.15)
+    # A 48x48 pinhole camera one unit from the centre, looking at the sphere.
+    n = 48
+    ys, xs = torch.meshgrid(torch.linspace(-0.7, 0.7, n), torch.linspace(-0.7, 0.7, n), indexing="ij")
+    d = torch.nn.functional.normalize(torch.stack([xs, ys, -torch.ones_like(xs)], -1).reshape(-1, 3), dim=-1)
+    o = torch.tensor([0.0, 0.0, 1.0]).expand_as(d).contiguous()
+    edges = torch.from_numpy(step_edges(SamplerConfig(min_step=1 / 256), 1.0))
+    step = float((edges[1:] - edges[:-1])[edges[1:] < 0.55].max())  # the longest step before the far side
+    out = render_grid(grid, o, d, edges, t_stop=1e-4, backend=backend)
+    hit, t = _analytic(o, d)
+    # Voxels are 4/128 = 0.031 units wide (the cube [-2, 2] over 128 cells): a ray within about one
+    # voxel of the silhouette crosses partial density, so only pixels whose ray passes the sphere's
+    # rim by more than two voxels (inside or outside) are held to tight bounds.
+    miss = (o + (-(o * d).sum(-1, keepdim=True)) * d).norm(dim=-1)  # closest approach to the centre
+    clear = (miss - RADIUS).abs() > 2 * 4.0 / 128
+    assert clear.float().mean() > 0.6
+    assert torch.all(out.opacity[clear & hit] > 0.999)
+    assert torch.all(out.opacity[clear & ~hit] < 1e-3)
+    # Depth: the density ramps up over one voxel at the surface (trilinear), and samples are one
+    # step apart, so the expected hit lies within a voxel + a step of the analytic one.
+    assert (out.depth - t)[clear & hit].abs().max() < 4.0 / 128 + step
+    # Colour: the colour changes by 1 per unit of distance, so the depth bound above bounds it too,
+    # plus 8-bit quantisation (half of 1/255).
+    expected = (o + t[:, None] * d) / (2 * RADIUS) + 0.5
+    err = (out.features - expected)[clear & hit].abs().max()
+    assert err < 4.0 / 128 + step + 0.5 / 255
+
+
+def test_resolution_follows_the_pixel_footprint() -> None:
+    cfg = BakeConfig(min_resolution=64, max_resolution=512)
+    # Cameras 20 m from the centre of a 10 m block, focal length 100 px: 0.2 m per pixel;
+    # 20 m across the region / 0.2 m = 100 voxels, doubled for the contracted cube: 200 -> 224.
+    fp = pixel_footprint_m(np.array([[20.0, 0, 0], [0, 20.0, 0]]), np.array([100.0, 100.0]), (0, 0, 0), 10.0)
+    assert fp == pytest.approx(0.2)
+    assert bake_resolution(10.0, fp, cfg) == 224
+    assert bake_resolution(10.0, fp, cfg, max_detail=128) == 128
+    assert bake_resolution(10.0, 10.0, cfg) == 64
+
+
+# -- baked blocks in the store -------------------------------------------------------------------
+def test_training_bakes_and_the_bake_round_trips_through_the_store(tiny_store: Path) -> None:
+    from blocknerf.model.bake import bake_block, frames_footprint_m
+    from blocknerf.model.baked_block import BakedBlock
+    from blocknerf.model.block import load_block
+    from blocknerf.model.loading import load_renderable
+    from blocknerf.store import BlockStore
+
+    store = BlockStore.open(tiny_store)
+    block_id = store.block_ids()[0]
+    version, arrays, attrs = store.read_published(block_id)
+    assert attrs["baked"]["bricks"] > 0 and "baked.density" in arrays
+    baked = load_renderable(store, block_id, version)
+    assert isinstance(baked, BakedBlock)
+    assert not any(k.startswith("field.encoding") for k in store.read_version(block_id, version, names=lambda n: not n.startswith("field.encoding"))[0])
+    # Baking the stored network again gives the stored bytes (deterministic).
+    model = load_block(store, block_id, version=version)
+    capture = store.read_capture()
+    frames = [f for f in capture.frames if f.id in set(attrs["image_ids"])]
+    again, info = bake_block(model, BakeConfig(max_resolution=64), footprint_m=frames_footprint_m(frames, model.bounds))
+    for name, a in again.items():
+        assert a.dtype == arrays[name].dtype and a.tobytes() == arrays[name].tobytes(), name
+    assert info["resolution"] == attrs["baked"]["resolution"]
+    # The baked block renders what the network renders, roughly (a 64^3 bake of a tiny block).
+    from blocknerf.capture.rays import image_rays
+    from blocknerf.model.renderer import Rays
+
+    f = frames[0]
+    o, d, _ = image_rays(f.c2w, f.intrinsics)
+    neural = model.render_rays(Rays(o, d))
+    fast = baked.render_rays(Rays(o, d))
+    assert torch.all((fast.rgb >= 0) & (fast.rgb <= 1))
+    assert (fast.rgb - neural.rgb).abs().mean() < 0.1
+    assert (fast.opacity - neural.opacity).abs().mean() < 0.1
+
+
+def test_rollback_and_gc_keep_neural_and_baked_arrays_together(tiny_store_copy: Path) -> None:
+    from blocknerf.cli.main import main
+    from blocknerf.store import BlockStore
+
+    url = str(tiny_store_copy)
+    store = BlockStore.open(url)
+    block_id = store.block_ids()[0]
+    v1, arrays1, _ = store.read_published(block_id)
+    assert main(["bake", url, "--blocks", block_id, "--force", "--quiet"]) == 0  # a new version v2
+    store = BlockStore.open(url)
+    v2, arrays2, attrs2 = store.read_published(block_id)
+    assert v2 == v1 + 1 and attrs2["reason"] == "bake"
+    assert set(arrays2) == set(arrays1)
+    assert all(arrays1[k].tobytes() == arrays2[k].tobytes() for k in arrays1)  # same network, same bake
+    assert main(["rollback", url, block_id, "--to", str(v1)]) == 0
+    assert main(["gc", url, "--keep", "1"]) == 0
+    store = BlockStore.open(url)
+    v3, arrays3, attrs3 = store.read_published(block_id)
+    assert [v.version for v in store.versions(block_id)] == [v3]
+    store.read_version(block_id, v3, verify=True)  # one checksum covers network and bake
+    assert set(arrays3) == set(arrays1) and "baked" in attrs3
