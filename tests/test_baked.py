@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from blocknerf.model.bake import bake_field, bake_resolution, pixel_footprint_m
-from blocknerf.model.baked_grid import BakedGrid, render_grid, render_grid_reference
+from blocknerf.model.baked_grid import BakedGrid, render_grid
 from blocknerf.model.config import BakeConfig, SamplerConfig
 from blocknerf.model.marching import step_edges
 

@@ -15,7 +15,6 @@ from blocknerf.capture.frames import Capture
 from blocknerf.capture.transforms import read_capture
 from blocknerf.cli.main import main
 from blocknerf.errors import CaptureWarning
-from blocknerf.ingest.registration import fit_similarity
 
 pytest.importorskip("pycolmap")
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from blocknerf.cli.main import main
 from blocknerf.errors import StoreError
 from blocknerf.store import BlockStore
 from blocknerf.store.lease import LEASE_KEY, LeaseHolder, WriterLease, _encode, read_holder

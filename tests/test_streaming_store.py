@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blocknerf.model.block import load_block
 from blocknerf.config import replace
 from blocknerf.store import BlockStore
 from partitioning.layouts import heading_poses
