@@ -67,9 +67,10 @@ def ingest_provenance(capture_root: str | Path) -> tuple[dict, LLA | None]:
     return record, None if origin is None else LLA.from_dict(origin, where=f"{path}: geo_origin")
 
 
-def default_work_dir(capture_root: str | Path, photos_dir: str | Path) -> Path:
-    """``CAPTURE/updates/<photo folder name>-<digest of the photos>``."""
-    return Path(capture_root) / UPDATES_DIR / f"{Path(photos_dir).resolve().name}-{photos_digest(photos_dir)[:10]}"
+def default_work_dir(capture_root: str | Path, photos_dir: str | Path, digest: str | None = None) -> Path:
+    """``CAPTURE/updates/<photo folder name>-<digest of the photos>`` (``digest``: ``photos_digest``)."""
+    digest = digest or photos_digest(photos_dir)
+    return Path(capture_root) / UPDATES_DIR / f"{Path(photos_dir).resolve().name}-{digest[:10]}"
 
 
 def photos_digest(photos_dir: str | Path) -> str:
@@ -99,7 +100,7 @@ def register_photos(
     root = Path(capture_root).resolve()
     record, origin = ingest_provenance(root)
     digest = photos_digest(photos_dir)
-    work = Path(work_dir) if work_dir is not None else default_work_dir(root, photos_dir)
+    work = Path(work_dir) if work_dir is not None else default_work_dir(root, photos_dir, digest)
     reused = _finished(work, root, digest)
     if reused is not None:
         return reused, work.resolve()
@@ -112,6 +113,7 @@ def register_photos(
     (camera,) = model.cameras.values()
     photos = read_photo_folder(photos_dir)
     _check_camera(photos, camera)
+    _check_new(photos, root)
     old = {model.images[i].name: i for i in model.reg_image_ids()}
     names = [IMAGE_PREFIX + p.name for p in photos]
     clash = sorted(set(names) & {im.name for im in model.images.values()})
@@ -180,6 +182,21 @@ def _check_camera(photos: list[Photo], camera: object) -> None:
             if abs(scaled - focal) > FOCAL_TOLERANCE * focal:
                 raise InputError(photo.source, f"mixed cameras: focal length {scaled:.0f} px at {cw}x{ch} differs from the "
                                                f"capture's camera ({focal:.0f} px); register photos of the same camera")
+
+
+def _check_new(photos: list[Photo], root: Path) -> None:
+    """A photo with the name and capture time of one of the capture's frames is that photo again."""
+    doc = json.loads((root / "transforms.json").read_text())
+    recorded = {}
+    for frame in doc.get("frames", []):
+        path = Path(str(frame.get("file_path", "")))
+        if path.parts[:1] == ("images",) and frame.get("timestamp") is not None:
+            recorded[path.relative_to("images").as_posix()] = float(frame["timestamp"])
+    for photo in photos:
+        t = recorded.get(photo.name)
+        if t is not None and photo.exif.timestamp is not None and abs(photo.exif.timestamp - t) < 1e-3:
+            raise InputError(photo.source, f"already in the capture (images/{photo.name}, same capture time); "
+                                           "update with new photos only")
 
 
 def _gps_enu(photos: list[Photo], origin: LLA | None) -> np.ndarray:

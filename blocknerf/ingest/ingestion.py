@@ -265,11 +265,14 @@ def _scale_to_files(registered: list[RegisteredImage], image_dir: Path) -> list[
 
 
 def prepare_output(out: Path) -> Path:
-    """``out``, created, or emptied of an earlier ingest's outputs; InputError for anything else."""
+    """``out``, created, or emptied of an earlier (or an interrupted) ingest's outputs; InputError
+    for anything else."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
-        if not (out / "ingest.json").is_file():
+        interrupted = {p.name for p in out.iterdir()} <= set(_OUTPUTS)
+        if not (out / "ingest.json").is_file() and not interrupted:
             raise InputError(out, "directory is not empty and is not a 'blocknerf ingest' output; choose a new one")
         for name in _OUTPUTS:
             path = out / name
