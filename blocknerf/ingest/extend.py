@@ -104,7 +104,6 @@ def register_photos(
     reused = _finished(work, root, digest)
     if reused is not None:
         return reused, work.resolve()
-    work = prepare_output(work)
     import pycolmap
 
     seconds: dict[str, float] = {}
@@ -119,6 +118,7 @@ def register_photos(
     clash = sorted(set(names) & {im.name for im in model.images.values()})
     if clash:
         raise InputError(Path(photos_dir) / clash[0][len(IMAGE_PREFIX):], f"its name {clash[0]} is taken by an image of the capture; rename the photo")
+    work = prepare_output(work)  # only once the photos are known to fit
     seconds["read"] = time.perf_counter() - started
 
     started = time.perf_counter()
