@@ -1,11 +1,13 @@
 """``blocknerf update S.zarr NEW_CAPTURE``: merge a re-capture, retrain only the blocks it changed,
-publish them atomically."""
+publish them atomically. NEW_CAPTURE may be a folder of photos when the store's capture came from
+``blocknerf ingest``: they are registered into its reconstruction first (``blocknerf.ingest.extend``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from blocknerf.cli.guards import add_outside_paths_argument, add_wait_argument, check_store_images, writer_lease
 from blocknerf.cli.settings import add_config_argument
@@ -16,7 +18,9 @@ HELP = "merge a new capture of part of the city into a store, retrain only the b
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="block store (path or fsspec URL reachable by every worker)")
-    p.add_argument("capture", metavar="NEW_CAPTURE", help="transforms.json of the new frames, or the directory holding it")
+    p.add_argument("capture", metavar="NEW_CAPTURE",
+                   help="transforms.json of the new frames, the directory holding it, or a folder of new photos "
+                   "(when the store's capture came from 'blocknerf ingest': registered into its reconstruction first)")
     add_config_argument(p)
     add_training_arguments(
         p, steps_help="steps of each retraining (default: train.warm_start_steps, or train.steps with --from-scratch); "
@@ -29,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supersede-distance", type=float, metavar="M",
                    help="frames at most M apart (and looking the same way) are of the same place (default: 2%% of the median block radius)")
     p.add_argument("--supersede-angle", type=float, metavar="DEG", help="... and their viewing directions at most DEG apart (default 15)")
+    p.add_argument("--work", metavar="DIR", help="with a folder of photos: write their registration here "
+                   "(default: updates/<folder>-<digest> in the store's capture directory)")
+    p.add_argument("--sfm-threads", type=int, default=-1, metavar="N", help="with a folder of photos: CPU threads for SfM (default all)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_wait_argument(p)
     add_outside_paths_argument(p)
@@ -58,6 +65,10 @@ def _update(store: object, args: argparse.Namespace) -> int:
     update_cfg = settings.update
     overrides = {k: v for k, v in {"steps": args.steps, "time_budget_s": args.time_budget}.items() if v is not None}
     run_config(settings.train, warm=not args.from_scratch, overrides=overrides)  # bad values fail here, before any work
+    registration = None
+    if is_photo_folder(args.capture):
+        registration = register_photo_folder(args, store.capture.root)
+        args.capture = registration["work"]
     capture_path = str(transforms_path(args.capture).resolve())
     capture = read_capture(args.capture, allow_outside_paths=args.allow_outside_paths)
     prepared = prepare_update(store.url, capture, update_cfg, capture_path=capture_path)
@@ -78,7 +89,8 @@ def _update(store: object, args: argparse.Namespace) -> int:
     finally:
         board.close()
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2, default=str))
+        doc = report.to_dict() if registration is None else {**report.to_dict(), "registration": registration}
+        print(json.dumps(doc, indent=2, default=str))
     else:
         for block_id, why in report.train.skipped.items():
             print(f"{block_id}: {why}")
@@ -99,3 +111,27 @@ def _update(store: object, args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def is_photo_folder(path: str) -> bool:
+    """Whether ``path`` is a folder of photos rather than a capture (no transforms.json, images)."""
+    from blocknerf.ingest.photos import PHOTO_SUFFIXES
+
+    folder = Path(path)
+    if not folder.is_dir() or (folder / "transforms.json").exists():
+        return False
+    return any(p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES for p in folder.rglob("*"))
+
+
+def register_photo_folder(args: argparse.Namespace, capture_root: Path) -> dict:
+    """Register the photos of ``args.capture`` into the ingest the store's capture came from;
+    print the report (unless ``--json``); return it with ``work``, the new capture's directory."""
+    from blocknerf.ingest.extend import register_photos
+    from blocknerf.ingest.ingestion import IngestConfig
+    from blocknerf.ingest.sfm import SfmConfig
+
+    report, work = register_photos(args.capture, capture_root, args.work, IngestConfig(sfm=SfmConfig(threads=args.sfm_threads)))
+    if not args.json:
+        print(report.format())
+        print(f"new capture: {work / 'transforms.json'}")
+    return {**report.to_dict(), "work": str(work)}

@@ -7,7 +7,8 @@
 ``exif`` reads (and writes) the EXIF fields we use, ``photos`` checks and downsizes a photo folder,
 ``sfm`` runs pycolmap, ``colmap_model`` converts a reconstruction to blocknerf cameras,
 ``registration`` fits the similarity to GPS in local ENU metres, ``report`` prints and draws the
-result, ``ingestion`` ties them together. Importing the package imports neither pycolmap nor torch.
+result, ``ingestion`` ties them together; ``extend`` registers later photos into an ingest's
+reconstruction (for ``blocknerf update STORE PHOTOS_DIR``). Importing the package imports neither pycolmap nor torch.
 """
 
 from blocknerf.lazy import lazy_exports
@@ -16,6 +17,8 @@ _EXPORTS = {
     "IngestConfig": "blocknerf.ingest.ingestion",
     "ingest_colmap": "blocknerf.ingest.ingestion",
     "ingest_photos": "blocknerf.ingest.ingestion",
+    "ingest_provenance": "blocknerf.ingest.extend",
+    "register_photos": "blocknerf.ingest.extend",
     "IngestReport": "blocknerf.ingest.report",
     "PhotoExif": "blocknerf.ingest.exif",
     "exif_bytes": "blocknerf.ingest.exif",

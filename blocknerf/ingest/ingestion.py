@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 
 from blocknerf.capture.frames import Capture, Frame
-from blocknerf.capture.geo import GeoFrame
+from blocknerf.capture.geo import LLA, GeoFrame
 from blocknerf.capture.transforms import write_capture
 from blocknerf.errors import CaptureWarning, InputError
 from blocknerf.ingest.colmap_model import RegisteredImage, mean_reprojection_error_px, read_model, registered_images
 from blocknerf.ingest.exif import PhotoExif, read_exif
 from blocknerf.ingest.photos import Photo, find_photos, read_photos, write_copies
-from blocknerf.ingest.registration import GeoRegistration, Similarity, register_to_gps, up_alignment
+from blocknerf.ingest.registration import (
+    GeoRegistration, Similarity, placed_registration, register_to_gps, up_alignment,
+)
 from blocknerf.ingest.report import IngestReport, draw_registration_map
 from blocknerf.ingest.sfm import SfmConfig, run_sfm
 
@@ -59,7 +61,7 @@ def ingest_photos(photos_dir: str | Path, out_dir: str | Path, config: IngestCon
     """Reconstruct a folder of photos with SfM and write a geo-registered capture into ``out_dir``."""
     if config.max_size < 16:
         raise InputError(None, f"--max-size must be at least 16 pixels, got {config.max_size}")
-    out = _prepare(Path(out_dir))
+    out = prepare_output(Path(out_dir))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     photo_set = read_photos(photos_dir, focal_35mm=config.focal_35mm)
@@ -77,7 +79,7 @@ def ingest_photos(photos_dir: str | Path, out_dir: str | Path, config: IngestCon
                   positions_enu=positions, config=config.sfm)
     seconds.update(sfm.seconds)
     registered = registered_images(sfm.reconstruction, where=out / "colmap" / "model")
-    return _finish(
+    return write_ingest(
         out, registered, {p.name: p.exif for p in photos}, names,
         image_dir=out / "images", seconds=seconds, config=config,
         summary=dict(source="photos", matcher=sfm.matcher, camera_model=config.sfm.camera_model,
@@ -91,7 +93,7 @@ def ingest_colmap(
 ) -> IngestReport:
     """Import an existing COLMAP model (binary or text) whose images are in ``images_dir``;
     geo-register it when the images carry GPS. The images are referenced, not copied."""
-    out = _prepare(Path(out_dir))
+    out = prepare_output(Path(out_dir))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     model = read_model(sparse_dir)
@@ -103,14 +105,14 @@ def ingest_colmap(
     exif = {name: _exif_or_empty(image_dir / name) for name in sorted(files)}
     registered = _scale_to_files(registered, image_dir)
     seconds["read"] = time.perf_counter() - started
-    return _finish(
+    return write_ingest(
         out, registered, exif, sorted(files), image_dir=image_dir, seconds=seconds, config=config,
         summary=dict(source="colmap", matcher="(existing model)", camera_model="(existing model)",
                      focal_source="model", mean_reprojection_error_px=mean_reprojection_error_px(model)),
     )
 
 
-def _finish(
+def write_ingest(
     out: Path,
     registered: list[RegisteredImage],
     exif: dict[str, PhotoExif],
@@ -120,18 +122,29 @@ def _finish(
     seconds: dict[str, float],
     config: IngestConfig,
     summary: dict,
+    placed: tuple[Similarity, LLA | None] | None = None,
+    provenance: dict | None = None,
 ) -> IngestReport:
-    """Geo-register, write transforms.json, the report and the map."""
+    """Geo-register, write transforms.json, the report and the map.
+
+    ``placed``: the similarity to the world and the geo origin of an existing capture (photos
+    registered into its reconstruction) instead of a fit to GPS; ``provenance``: more keys of the
+    ``ingest`` record of transforms.json.
+    """
     started = time.perf_counter()
     c2w = np.array([r.c2w for r in registered]).reshape(-1, 4, 4)
     centres = c2w[:, :3, 3]
     gps = [exif.get(r.name, PhotoExif()).gps for r in registered]
-    with_gps = np.array([g is not None for g in gps])
+    with_gps = np.array([g is not None for g in gps], dtype=bool)
     registration: GeoRegistration | None = None
-    if with_gps.sum() >= MIN_GPS_IMAGES:
+    if placed is not None:
+        to_world, origin = placed
+        if origin is not None and with_gps.any():
+            registration = placed_registration(to_world, origin, centres[with_gps], [g for g in gps if g is not None])
+    elif with_gps.sum() >= MIN_GPS_IMAGES:
         registration = register_to_gps(centres[with_gps], [g for g in gps if g is not None])
         registration = _fix_roll_on_a_line(registration, c2w[with_gps], [g for g in gps if g is not None])
-        to_world = registration.similarity
+        to_world, origin = registration.similarity, registration.geo_origin
     else:
         if with_gps.any():
             warnings.warn(f"{out}: only {int(with_gps.sum())} registered photos have GPS (need {MIN_GPS_IMAGES}); "
@@ -139,7 +152,7 @@ def _finish(
         else:
             warnings.warn(f"{out}: no GPS in the photos' EXIF; poses stay in SfM units "
                           "(partition uses spacing auto)", CaptureWarning, stacklevel=3)
-        to_world = up_alignment(c2w)
+        to_world, origin = up_alignment(c2w), None
     world = to_world.apply_c2w(c2w)
     seconds["registration"] = time.perf_counter() - started
 
@@ -153,21 +166,21 @@ def _finish(
             image_path=image_dir / r.name, intrinsics=r.intrinsics, c2w=pose, appearance_index=k,
             timestamp=e.timestamp, gps=e.gps, split="test" if held_out else "train",
         ))
-    origin = None if registration is None else registration.geo_origin
     capture = Capture(root=out, frames=tuple(frames), geo_origin=origin, extra={"ingest": {
         "schema_version": 1,
         "source": summary["source"],
-        "units": "metres" if registration else "sfm",
-        "model": "colmap/model" if summary["source"] == "photos" else None,
+        "units": "metres" if origin is not None else "sfm",
+        "model": "colmap/model" if summary["source"] != "colmap" else None,
         "model_to_world": to_world.to_dict(),
         "unregistered": sorted(set(names) - {r.name for r in registered}),
+        **(provenance or {}),
     }})
     write_capture(capture, out)
     unregistered = tuple(sorted(set(names) - {r.name for r in registered}))
     report = _report(summary, registered, names, unregistered, registration, gps, seconds)
     gps_enu = None
-    if registration is not None:
-        geo = GeoFrame(registration.geo_origin)
+    if origin is not None:
+        geo = GeoFrame(origin)
         gps_enu = np.array([geo.lla_to_enu(np.array([g.lat, g.lon, g.alt])) if g else [np.nan] * 3 for g in gps])
     draw_registration_map(out / "ingest_map.png", world[:, :3, 3], gps_enu,
                           title=f"{report.registered_images}/{report.total_images} images registered")
@@ -251,11 +264,15 @@ def _scale_to_files(registered: list[RegisteredImage], image_dir: Path) -> list[
     return out
 
 
-def _prepare(out: Path) -> Path:
+def prepare_output(out: Path) -> Path:
+    """``out``, created, or emptied of an earlier (or an interrupted) ingest's outputs; InputError
+    for anything else."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
-        if not (out / "ingest.json").is_file():
+        interrupted = {p.name for p in out.iterdir()} <= set(_OUTPUTS)
+        if not (out / "ingest.json").is_file() and not interrupted:
             raise InputError(out, "directory is not empty and is not a 'blocknerf ingest' output; choose a new one")
         for name in _OUTPUTS:
             path = out / name
@@ -267,4 +284,4 @@ def _prepare(out: Path) -> Path:
     return out.resolve()
 
 
-__all__ = ["IngestConfig", "ingest_colmap", "ingest_photos"]
+__all__ = ["IngestConfig", "ingest_colmap", "ingest_photos", "prepare_output", "write_ingest"]

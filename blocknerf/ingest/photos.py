@@ -65,6 +65,14 @@ def find_photos(folder: str | Path) -> list[Path]:
     return found
 
 
+def read_photo_folder(folder: str | Path) -> list[Photo]:
+    """Every photo under ``folder``, checked to decode and to come from one camera, with its EXIF."""
+    root = Path(folder)
+    photos = [_read_photo(root, path) for path in find_photos(root)]
+    _check_one_camera(photos)
+    return photos
+
+
 def read_photos(folder: str | Path, *, focal_35mm: float | None = None) -> PhotoSet:
     """Check every photo under ``folder`` decodes and comes from one camera; read EXIF; pick the focal.
 
@@ -72,8 +80,7 @@ def read_photos(folder: str | Path, *, focal_35mm: float | None = None) -> Photo
     CaptureWarning and ``DEFAULT_FOCAL_FACTOR``.
     """
     root = Path(folder)
-    photos = [_read_photo(root, path) for path in find_photos(root)]
-    _check_one_camera(photos)
+    photos = read_photo_folder(root)
     first = photos[0]
     if focal_35mm is not None:
         if not (math.isfinite(focal_35mm) and focal_35mm > 0):
@@ -99,14 +106,18 @@ def copy_size(width: int, height: int, max_size: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def write_copies(photos: Sequence[Photo], out_dir: str | Path, max_size: int) -> tuple[int, int]:
-    """Write each photo upright and downsized into ``out_dir`` under its name; returns the copies' size."""
+def write_copies(
+    photos: Sequence[Photo], out_dir: str | Path, max_size: int, *, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """Write each photo upright and downsized into ``out_dir`` under its name; returns the copies' size.
+
+    ``size``: resample to exactly this size instead (the camera of an existing reconstruction)."""
     from PIL import Image, ImageOps
 
     out = Path(out_dir)
-    size = (0, 0)
+    fixed = size
     for photo in photos:
-        size = copy_size(photo.width, photo.height, max_size)
+        size = fixed or copy_size(photo.width, photo.height, max_size)
         target = out / photo.name
         target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(photo.source) as img:
@@ -115,7 +126,7 @@ def write_copies(photos: Sequence[Photo], out_dir: str | Path, max_size: int) ->
                 upright = upright.resize(size, Image.Resampling.LANCZOS)
             options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}
             upright.save(target, **options)
-    return size
+    return size or (0, 0)
 
 
 def _read_photo(root: Path, path: Path) -> Photo:
@@ -148,4 +159,4 @@ def _check_one_camera(photos: list[Photo]) -> None:
             )
 
 
-__all__ = ["DEFAULT_FOCAL_FACTOR", "PHOTO_SUFFIXES", "Photo", "PhotoSet", "copy_size", "find_photos", "read_photos", "write_copies"]
+__all__ = ["DEFAULT_FOCAL_FACTOR", "PHOTO_SUFFIXES", "Photo", "PhotoSet", "copy_size", "find_photos", "read_photo_folder", "read_photos", "write_copies"]

@@ -47,6 +47,12 @@ class Similarity:
     def to_dict(self) -> dict:
         return {"scale": self.scale, "rotation": self.rotation.tolist(), "translation": self.translation.tolist()}
 
+    @classmethod
+    def from_dict(cls, doc: dict) -> Similarity:
+        """The inverse of ``to_dict``."""
+        return cls(float(doc["scale"]), np.asarray(doc["rotation"], dtype=np.float64).reshape(3, 3),
+                   np.asarray(doc["translation"], dtype=np.float64).reshape(3))
+
 
 @dataclass(frozen=True)
 class GeoRegistration:
@@ -132,6 +138,14 @@ def register_to_gps(centres: np.ndarray, gps: list[LLA], *, origin: LLA | None =
     return GeoRegistration(origin, similarity, residuals, inliers)
 
 
+def placed_registration(similarity: Similarity, origin: LLA, centres: np.ndarray, gps: list[LLA]) -> GeoRegistration:
+    """A given ``similarity`` (SfM -> ENU at ``origin``, e.g. that of an earlier registration) and
+    how far it puts camera centres ``(N, 3)`` from their GPS positions; every position counts."""
+    enu = GeoFrame(origin).lla_to_enu(np.array([[g.lat, g.lon, g.alt] for g in gps], dtype=np.float64))
+    centres = np.asarray(centres, dtype=np.float64).reshape(-1, 3)
+    return GeoRegistration(origin, similarity, _residuals(similarity, centres, enu), np.ones(len(centres), dtype=bool))
+
+
 def up_alignment(c2w: np.ndarray) -> Similarity:
     """Without GPS: a rotation that turns the cameras' mean up vector (OpenGL +y) to +z and moves
     the mean camera centre to the origin, keeping the SfM scale (partition's ``spacing auto``
@@ -154,4 +168,4 @@ def _residuals(sim: Similarity, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.linalg.norm(sim.apply(src) - dst, axis=1)
 
 
-__all__ = ["GeoRegistration", "Similarity", "fit_similarity", "register_to_gps", "robust_similarity", "up_alignment"]
+__all__ = ["GeoRegistration", "Similarity", "fit_similarity", "placed_registration", "register_to_gps", "robust_similarity", "up_alignment"]

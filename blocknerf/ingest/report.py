@@ -41,7 +41,8 @@ class IngestReport:
     seconds: dict[str, float] = field(default_factory=dict)
     """Stage -> seconds (read, resize, features, matching, mapping, registration, write)."""
     source: str = "photos"
-    """``photos`` (SfM here) or ``colmap`` (an existing model)."""
+    """``photos`` (SfM here), ``colmap`` (an existing model) or ``update`` (new photos registered
+    into an ingest's reconstruction, ``blocknerf.ingest.extend``)."""
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -50,6 +51,17 @@ class IngestReport:
         doc["gps_outliers"] = list(self.gps_outliers)
         return doc
 
+    @classmethod
+    def read(cls, path: str | Path) -> IngestReport:
+        """The report ``write`` wrote (figures written as null read back as nan)."""
+        doc = json.loads(Path(path).read_text())
+        doc.pop("schema_version", None)
+        doc["unregistered"] = tuple(doc["unregistered"])
+        doc["gps_outliers"] = tuple(doc["gps_outliers"])
+        if doc["mean_reprojection_error_px"] is None:
+            doc["mean_reprojection_error_px"] = float("nan")
+        return cls(**doc)
+
     def write(self, path: str | Path) -> Path:
         path = Path(path)
         path.write_text(json.dumps(_finite(self.to_dict()), indent=2))
@@ -57,6 +69,8 @@ class IngestReport:
 
     def format(self) -> str:
         """A few lines for the terminal."""
+        if self.source == "update":
+            return self._format_update()
         lines = [
             f"ingest: {self.registered_images}/{self.total_images} images registered "
             f"(matcher {self.matcher}, {self.camera_model}, focal from {self.focal_source}), "
@@ -70,10 +84,28 @@ class IngestReport:
             )
         else:
             lines.append("  no GPS: poses in SfM units (partition with spacing auto)")
+        return "\n".join(lines + self._tail())
+
+    def _format_update(self) -> str:
+        lines = [
+            f"registered {self.registered_images}/{self.total_images} new photos into the capture's reconstruction "
+            f"(matcher {self.matcher}; its cameras fixed), mean reprojection error {self.mean_reprojection_error_px:.2f} px",
+        ]
+        if self.gps_residual_median_m is not None:
+            lines.append(
+                f"  placed by the capture's geo-registration: the {self.gps_images} with GPS lie a median "
+                f"{self.gps_residual_median_m:.2f} m (max {self.gps_residual_max_m:.2f} m) from their GPS positions"
+            )
+        else:
+            lines.append("  no GPS on the new photos: placed by the capture's registration alone")
+        return "\n".join(lines + self._tail())
+
+    def _tail(self) -> list[str]:
+        lines = []
         if self.unregistered:
             lines.append(f"  not registered ({len(self.unregistered)}): {_names(self.unregistered)}")
         lines.append("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()))
-        return "\n".join(lines)
+        return lines
 
 
 def draw_registration_map(

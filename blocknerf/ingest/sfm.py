@@ -2,12 +2,13 @@
 
 Everything lives in ``WORK/database.db``, ``WORK/sparse/<k>`` (every model found) and ``WORK/model``
 (the largest, which the capture is made of), kept beside the capture so that
-later photos can be registered into the same reconstruction.
+later photos can be registered into the same reconstruction (``register_images``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -101,14 +102,7 @@ def run_sfm(
         reader = pycolmap.ImageReaderOptions()
         reader.camera_model = config.camera_model
         reader.camera_params = camera_params(config.camera_model, focal_px, *size)
-        extraction = pycolmap.FeatureExtractionOptions()
-        extraction.num_threads = config.threads
-        extraction.sift.max_num_features = config.max_features
-        pycolmap.set_random_seed(config.seed)
-        pycolmap.extract_features(
-            database, image_dir, image_names=list(names), camera_mode=pycolmap.CameraMode.SINGLE,
-            reader_options=reader, extraction_options=extraction, device=device,
-        )
+        _extract(database, image_dir, names, reader, config)
         has_gps = positions_enu is not None and bool(np.isfinite(positions_enu).all(axis=1).any())
         if has_gps:
             write_pose_priors(database, names, positions_enu)
@@ -116,8 +110,7 @@ def run_sfm(
 
         started = time.perf_counter()
         matcher = choose_matcher(config.matcher, len(names), has_gps)
-        matching = pycolmap.FeatureMatchingOptions()
-        matching.num_threads = config.threads
+        matching = _matching_options(config)
         if matcher == "exhaustive":
             pycolmap.match_exhaustive(database, matching_options=matching, device=device)
         elif matcher == "sequential":
@@ -134,11 +127,7 @@ def run_sfm(
         seconds["matching"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        options = pycolmap.IncrementalPipelineOptions()
-        options.num_threads = config.threads
-        options.random_seed = config.seed
-        options.min_model_size = config.min_model_size
-        options.extract_colors = False
+        options = _mapping_options(config)
         sparse = work / "sparse"
         sparse.mkdir(exist_ok=True)
         models = pycolmap.incremental_mapping(database, image_dir, sparse, options=options) if verified else {}
@@ -155,6 +144,106 @@ def run_sfm(
     best.mkdir(exist_ok=True)
     largest.write(best)
     return SfmResult(largest, matcher, verified, seconds)
+
+
+def register_images(
+    work_dir: str | Path,
+    base_dir: str | Path,
+    image_dir: str | Path,
+    names: Sequence[str],
+    pairs: Sequence[tuple[str, str]],
+    *,
+    config: SfmConfig,
+) -> SfmResult:
+    """Register the images ``names`` of ``image_dir`` into the reconstruction ``base_dir/model``
+    made from ``base_dir/database.db``, keeping its cameras where they are.
+
+    ``base_dir`` is left as it is: ``work_dir`` gets a copy of the database with the new images'
+    features (on the model's camera: the images must have its size) and the matches of ``pairs``
+    (image names; new against old and new against new), and ``work_dir/model``, the reconstruction
+    with every image it could register. The old images' poses and the camera stay fixed; the 3D
+    points may be refined and extended. ``SfmResult.reconstruction`` is that model.
+    """
+    import pycolmap
+
+    work, base = Path(work_dir), Path(base_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    database = work / "database.db"
+    shutil.copyfile(base / "database.db", database)
+    model = pycolmap.Reconstruction(base / "model")
+    (camera_id,) = model.cameras  # one camera per ingest
+    old = sorted(model.images[i].name for i in model.reg_image_ids())
+    seconds: dict[str, float] = {}
+    with quiet_colmap():
+        started = time.perf_counter()
+        reader = pycolmap.ImageReaderOptions()
+        reader.existing_camera_id = camera_id
+        _extract(database, image_dir, names, reader, config)
+        seconds["features"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        pair_list = work / "pairs.txt"
+        pair_list.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = pair_list
+        pycolmap.match_image_pairs(database, matching_options=_matching_options(config), pairing_options=pairing,
+                                   device=pycolmap.Device.cpu)
+        db = pycolmap.Database.open(database)
+        verified = int(db.num_verified_image_pairs())
+        db.close()
+        seconds["matching"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        options = _mapping_options(config)
+        options.fix_existing_frames = True
+        options.ba_refine_focal_length = False
+        options.ba_refine_principal_point = False
+        options.ba_refine_extra_params = False
+        options.image_names = old + list(names)
+        sparse = work / "sparse"
+        sparse.mkdir(exist_ok=True)
+        models = pycolmap.incremental_mapping(database, image_dir, sparse, options=options, input_path=base / "model")
+        seconds["mapping"] = time.perf_counter() - started
+    if not models:
+        raise InputError(base / "model", "registering new images lost the existing reconstruction (nothing was written)")
+    merged = max(models.values(), key=lambda r: r.num_reg_images())
+    out = work / "model"
+    out.mkdir(exist_ok=True)
+    merged.write(out)
+    return SfmResult(merged, "pairs", verified, seconds)
+
+
+def _extract(database: Path, image_dir: str | Path, names: Sequence[str], reader: object, config: SfmConfig) -> None:
+    """SIFT features of ``names`` (one camera, as ``reader`` says) into ``database``."""
+    import pycolmap
+
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = config.threads
+    extraction.sift.max_num_features = config.max_features
+    pycolmap.set_random_seed(config.seed)
+    pycolmap.extract_features(
+        database, image_dir, image_names=list(names), camera_mode=pycolmap.CameraMode.SINGLE,
+        reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu,
+    )
+
+
+def _matching_options(config: SfmConfig) -> object:
+    import pycolmap
+
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = config.threads
+    return matching
+
+
+def _mapping_options(config: SfmConfig) -> object:
+    import pycolmap
+
+    options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = config.threads
+    options.random_seed = config.seed
+    options.min_model_size = config.min_model_size
+    options.extract_colors = False
+    return options
 
 
 def choose_matcher(matcher: Matcher, n_images: int, has_gps: bool) -> str:
@@ -202,4 +291,4 @@ def quiet_colmap() -> Iterator[None]:
         pycolmap.logging.minloglevel = before
 
 
-__all__ = ["CAMERA_MODELS", "SfmConfig", "SfmResult", "camera_params", "choose_matcher", "quiet_colmap", "run_sfm", "write_pose_priors"]
+__all__ = ["CAMERA_MODELS", "SfmConfig", "SfmResult", "camera_params", "choose_matcher", "quiet_colmap", "register_images", "run_sfm", "write_pose_priors"]
