@@ -11,6 +11,8 @@ Layout::
       blocks/<id>/v<k>/           one trained version: arrays (weights, hash tables, occupancy,
                                   appearance codes) + attrs (complete, checksum, stats, frames, ...)
       blocks/<id>/checkpoints/s<step>/   training checkpoints (arrays + attrs), newest kept
+      objects/<name>/v<k>/        a placed object's arrays, copied from its source block; its
+                                  pose record (placement) lives in the manifest entry
 
 Readers resolve everything through the manifest: per block the published version (and the
 versions published before it), and the records revision (capture record + plan) in use. Anything
@@ -22,7 +24,7 @@ it names, intact. Only one process publishes at a time (the command that trains 
 workers write versions and checkpoints of distinct blocks, which never share keys.
 
 ``BlockStore`` is assembled from parts that each hold one concern: ``records`` (capture records
-and plans), ``versions`` (block versions, checksums, gc), ``checkpoints`` and ``documents``; this
+and plans), ``versions`` (block versions, checksums, gc), ``checkpoints``, ``documents`` and ``objects`` (placed objects and erased regions); this
 module holds opening, the stored settings and the manifest swap. ``faults`` holds the fault points
 of the crash-safety tests.
 
@@ -45,6 +47,7 @@ from blocknerf.store.checkpoints import CheckpointsPart
 from blocknerf.store.documents import DocumentsPart
 from blocknerf.store.faults import armed, fault_point, leave_torn_write
 from blocknerf.store.manifest import MANIFEST_SCHEMA, Manifest, PublishedBlock
+from blocknerf.store.objects import ObjectsPart
 from blocknerf.store.records import RecordsPart, records_digest
 from blocknerf.store.versions import VersionsPart
 from partitioning import BlockPlan
@@ -54,7 +57,7 @@ __all__ = ["FORMAT_VERSION", "BlockStore"]
 FORMAT_VERSION = 1
 
 
-class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
+class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart, ObjectsPart):
     """A city's block store on a local path or any fsspec URL that zarr can open."""
 
     def __init__(self, url: str, root: zarr.Group, *, writable: bool) -> None:
@@ -181,7 +184,10 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
             blocks[block_id] = PublishedBlock(version=version, published_at=now, checksum=info.checksum, history=history)
         if records is not None and records not in self.records_revisions():
             raise StoreError(self.url, f"records revision {records} is not complete; not publishing it")
-        new = Manifest(blocks=blocks, serial=current.serial + 1, records=current.records if records is None else records)
+        new = Manifest(
+            blocks=blocks, objects=current.objects, serial=current.serial + 1,
+            records=current.records if records is None else records,
+        )
         changes: dict[str, Any] = {"manifest": new.to_dict()}
         if config is not None:
             changes["config"] = dict(config)

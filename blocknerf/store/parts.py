@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import zarr
 
 from blocknerf.store.manifest import Manifest, PublishedBlock
@@ -16,6 +19,9 @@ class StoreParts:
     _root: zarr.Group
 
     def _require_writable(self) -> None:  # pragma: no cover - implemented by BlockStore
+        raise NotImplementedError
+
+    def _write_root_attrs(self, changes: Mapping[str, Any]) -> None:  # pragma: no cover - implemented by BlockStore
         raise NotImplementedError
 
     def manifest(self) -> Manifest:  # pragma: no cover - implemented by BlockStore
