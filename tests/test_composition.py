@@ -294,3 +294,43 @@ def test_bad_input_is_one_line_and_exit_2(tiny_store_copy, source, capsys, args,
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_synth_object_writes_a_360_capture_with_exact_depth_and_known_size(tmp_path):  # noqa: ANN001
+    from blocknerf.capture.transforms import read_capture
+    from blocknerf.synth.objects import BACKGROUND, build_object
+
+    out = tmp_path / "kiosk"
+    assert main(["synth", str(out), "--object", "kiosk", "--size", "32x24", "--views", "8", "--quiet"]) == 0
+    capture = read_capture(out)
+    doc = json.loads((out / "object.json").read_text())
+    kiosk = build_object("kiosk")
+    assert doc["size_m"] == pytest.approx([2.4, 2.05, 2.8]) and tuple(doc["size_m"]) == pytest.approx(kiosk.size_m)
+    assert len(capture.frames) == 8 and len(capture.test_frames) == 1 and capture.geo_origin is None
+    azimuths = sorted(f.extra["azimuth_deg"] for f in capture.frames)
+    assert azimuths[-1] - azimuths[0] > 270.0  # all the way round
+    for frame in capture.frames:
+        depth = np.load(frame.depth_path)
+        with Image_open(frame.image_path) as img:
+            rgb = np.asarray(img, dtype=np.float64) / 255.0
+        # Corners see the plain background; the centre ray hits the kiosk's body, whose distance
+        # from the camera is at least its distance to the middle minus the half diagonal.
+        assert np.isinf(depth[0, 0]) and np.allclose(rgb[0, 0], BACKGROUND, atol=1 / 255)
+        middle_distance = float(np.linalg.norm(frame.c2w[:3, 3] - kiosk.center))
+        half_diagonal = 0.5 * float(np.linalg.norm(kiosk.size_m))
+        assert middle_distance - half_diagonal <= depth[12, 16] <= middle_distance
+
+
+def Image_open(path):  # noqa: ANN001, ANN201, N802
+    from PIL import Image
+
+    return Image.open(path)
+
+
+def test_a_manifest_written_before_objects_reads_as_having_none():
+    from blocknerf.store.manifest import Manifest
+
+    old = {"schema_version": 2, "serial": 4, "records": 0, "blocks": {"b": {"version": 1, "published_at": "t", "checksum": "c", "history": []}}}
+    manifest = Manifest.from_dict(old)
+    assert manifest.objects == {} and manifest.version_of("b") == 1
+    assert Manifest.from_dict(manifest.to_dict()) == manifest
