@@ -8,7 +8,10 @@ Per view (Block-NeRF's recipe, made continuous in the camera position; see ``str
    wide) and fade out blocks whose mean predicted visibility, weighted by opacity, is low;
 3. render the remaining blocks at full resolution with their matched appearance codes and blend
    the colours with the normalised weights (per image, or per pixel scaled by each block's
-   predicted visibility there).
+   predicted visibility there);
+4. when the manifest places objects (``blocknerf compose``), render each through the same block
+   protocol and composite it with the blended scene by depth along each ray
+   (``blocknerf.composition.depth``): objects are never blended by distance.
 
 Every block a frame needs is pinned in the cache for the frame (the prefetcher cannot evict it)
 and leased only while it renders, so a budget of one block is enough to render any view.
@@ -179,6 +182,9 @@ class Compositor:
             rgb = renders[blended[0][0].key].rgb  # alone: the block's own image, bit for bit
         else:
             rgb = self._blend([(renders[s.key], wi) for s, wi in blended])
+        placed = () if snap.objects is None else snap.objects.placed
+        if placed:
+            rgb = self._with_objects(rgb, [(renders[s.key], wi) for s, wi in blended], placed, view, snap)
         image = rgb.reshape(h, w, 3).clamp(0.0, 1.0).float().cpu().numpy()
 
         geo_norm = geometric / geometric.sum() if geometric.sum() > 0 else geometric
@@ -211,15 +217,37 @@ class Compositor:
             return self._render_block(block, key, view, snap)
 
     # -- internals ------------------------------------------------------------------------------
-    def _blend(self, renders: list[tuple[RenderResult, float]]) -> torch.Tensor:
-        """Weighted sum of the blocks' colours, per image, or per pixel scaled by visibility."""
+    def _blend(self, renders: list[tuple[RenderResult, float]], attr: str = "rgb") -> torch.Tensor:
+        """Weighted sum of the blocks' colours (or another per-ray output, ``attr``), per image,
+        or per pixel scaled by visibility."""
+        values = [(getattr(out, attr).reshape(len(out.visibility), -1), out, wi) for out, wi in renders]
         if self.cfg.blend == "image":
-            return sum(out.rgb * wi for out, wi in renders)  # type: ignore[return-value]
-        acc = sum(out.rgb * (wi * out.visibility.clamp(0.0, 1.0))[:, None] for out, wi in renders)
-        acc_w = sum(wi * out.visibility.clamp(0.0, 1.0) for out, wi in renders)
-        fallback = sum(out.rgb * wi for out, wi in renders)
-        seen = acc_w > 1e-6  # type: ignore[operator]
-        return fallback.where(~seen[:, None], acc / acc_w.clamp(min=1e-6)[:, None])  # type: ignore[union-attr]
+            blended = sum(v * wi for v, _, wi in values)
+        else:
+            acc = sum(v * (wi * out.visibility.clamp(0.0, 1.0))[:, None] for v, out, wi in values)
+            acc_w = sum(wi * out.visibility.clamp(0.0, 1.0) for _, out, wi in values)
+            fallback = sum(v * wi for v, _, wi in values)
+            seen = acc_w > 1e-6  # type: ignore[operator]
+            blended = fallback.where(~seen[:, None], acc / acc_w.clamp(min=1e-6)[:, None])  # type: ignore[union-attr]
+        return blended if attr == "rgb" else blended.reshape(-1)  # type: ignore[union-attr]
+
+    def _with_objects(
+        self, rgb: torch.Tensor, renders: list[tuple[RenderResult, float]], placed: Any, view: CameraView, snap: Snapshot
+    ) -> torch.Tensor:
+        """The blended scene with the placed objects composited in by depth along each ray: the
+        scene's depth and opacity are blended like its colour; objects are not blended with it."""
+        from blocknerf.composition.depth import composite_by_depth
+        from blocknerf.model.renderer import RenderResult
+
+        if len(renders) == 1:
+            scene = RenderResult(rgb, renders[0][0].depth, renders[0][0].opacity, renders[0][0].visibility)
+        else:
+            scene = RenderResult(rgb, self._blend(renders, "depth"), self._blend(renders, "opacity"), renders[0][0].visibility)
+        layers = [scene]
+        for obj in placed:
+            if _in_front(obj.bounds, view):
+                layers.append(self._render_block(obj, (obj.block_id, obj.version or 0), view, snap))
+        return composite_by_depth(layers, background=placed[0].background).rgb
 
     @contextmanager
     def _leased(self, key: BlockKey, load_ms: dict[BlockKey, float]) -> Iterator[RenderableBlock]:
@@ -266,6 +294,13 @@ def mean_visibility(visibility: Any, opacity: Any) -> float:
     if not total > 0.0 or not math.isfinite(total):
         return 0.0
     return float((v * a).sum() / total)
+
+
+def _in_front(region: Any, view: CameraView) -> bool:
+    """Whether any of a region's sphere lies in front of the camera (a cheap cull)."""
+    to_centre = np.asarray(region.center, dtype=np.float64) - view.position
+    forward = -view.c2w[:3, 2]
+    return float(to_centre @ forward) > -float(region.radius)
 
 
 def _low_res(k: Intrinsics, width: int) -> Intrinsics:

@@ -48,6 +48,9 @@ class BlockSource(Protocol):
         """The stored appearance-matching document, or None."""
         ...
 
+    # A source may also offer ``scene_objects() -> (serial, SceneObjects)``: the placed objects
+    # and erased boxes of its manifest (``blocknerf.composition``); without it a scene has none.
+
 
 class StoreSource:
     """Blocks of a ``blocknerf.store.BlockStore``, loaded as ``BlockModel`` onto ``device``."""
@@ -85,12 +88,26 @@ class StoreSource:
         return int(stored + g**3)
 
     def load(self, key: BlockKey) -> RenderableBlock:
+        """The block (baked or neural, per ``renderer``), with the matter inside the manifest's erased
+        boxes removed (an erase restricts the network, so a block under one loads its network)."""
+        from blocknerf.composition.edits import erased_boxes
+        from blocknerf.composition.placed import erase_predicate, restrict
         from blocknerf.model.loading import load_renderable
 
-        return load_renderable(self.store, key[0], key[1], renderer=self.renderer, device=self.device)
+        boxes = erased_boxes(self.store.manifest())
+        renderer = "neural" if boxes else self.renderer
+        block = load_renderable(self.store, key[0], key[1], renderer=renderer, device=self.device)
+        return restrict(block, erase_predicate(boxes)) if boxes else block
 
     def appearance_document(self) -> Mapping[str, Any] | None:
         return self.store.read_document(AppearanceTable.DOCUMENT)
+
+    def scene_objects(self) -> tuple[int, Any]:
+        """(manifest serial, ``SceneObjects``): the placed objects, loaded, and the erased boxes."""
+        from blocknerf.composition.edits import load_scene_objects
+
+        manifest = self.store.manifest()
+        return manifest.serial, load_scene_objects(self.store, manifest, device=self.device)
 
 
 @dataclass(frozen=True)
@@ -101,6 +118,8 @@ class Snapshot:
     versions: Mapping[str, int]
     index: BlockIndex
     appearance: AppearanceTable = field(default_factory=AppearanceTable)
+    objects: Any = None
+    """``blocknerf.composition.SceneObjects`` (placed objects and erased boxes), or None: none."""
 
     def key(self, block_id: str) -> BlockKey:
         return (block_id, self.versions[block_id])
@@ -168,11 +187,23 @@ class BlockStreamer:
         )
         doc = self.source.appearance_document()
         table = AppearanceTable.from_dict(doc) if doc else AppearanceTable()
-        snap = Snapshot(serial, published, index, table)
+        objects = self._scene_objects()
+        snap = Snapshot(serial, published, index, table, objects)
         with self._lock:
-            self._snapshot = snap
+            previous, self._snapshot = self._snapshot, snap
+        erases = () if objects is None else objects.erases
+        if previous is not None and erases != (() if previous.objects is None else previous.objects.erases):
+            self.cache.clear()  # blocks loaded under other erased boxes
         self.cache.discard(lambda key: published.get(key[0]) == key[1])
         return True
+
+    def _scene_objects(self) -> Any:
+        """The source's placed objects and erased boxes (None when it has none or offers none)."""
+        reader = getattr(self.source, "scene_objects", None)
+        if reader is None:
+            return None
+        _, objects = reader()
+        return objects or None
 
     def _read_regions(self) -> None:
         ids, centers, radii = self.source.regions()

@@ -14,7 +14,7 @@ import pytest
 from blocknerf.errors import StoreError
 from blocknerf.store import BlockStore
 from blocknerf.store.lease import LEASE_KEY, LeaseHolder, WriterLease, _encode, read_holder
-from blocknerf.store.objects import LocalObjects
+from blocknerf.store.conditional import LocalObjects
 
 
 def test_a_second_writer_fails_in_one_line_with_no_wait(tiny_store_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:

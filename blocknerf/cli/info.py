@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from blocknerf.presentation.blockmap import draw_block_map
     from blocknerf.cli.tables import BLOCK_COLUMNS, format_table
     from blocknerf.errors import InputError
+    from blocknerf.composition.edits import object_rows, objects_to_features
     from blocknerf.presentation.geojson import plan_to_geojson
     from blocknerf.store import BlockStore
 
@@ -90,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
     if args.geojson:
         if plan.geo_origin is None:
             raise InputError(args.store, "the capture has no geo origin, so there is no GeoJSON (lat/lon) to write")
-        Path(args.geojson).write_text(json.dumps(plan_to_geojson(plan), indent=1))
+        collection = plan_to_geojson(plan)
+        collection["features"] += objects_to_features(store.manifest(), plan)
+        Path(args.geojson).write_text(json.dumps(collection, indent=1))
     if args.map:
         draw_block_map(plan, store.capture.camera_arrays(), Path(args.map), title=f"{Path(args.store).name}: {len(plan)} blocks")
     if args.json:
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             "manifest_serial": store.manifest().serial,
             "records": store.manifest().records,
             "blocks": rows,
+            "objects": object_rows(store.manifest()),
         }
         print(json.dumps(doc, indent=2))
         return 0
@@ -126,6 +130,13 @@ def run(args: argparse.Namespace) -> int:
         for block_id, v in history:
             state = "  (published)" if v["published"] else "  (published before)" if v["was_published"] else "  (never published)"
             print(f"  {block_id} v{v['version']}  {v['created'].replace('T', ' ')}  {describe_cause(v)}{state}")
+    objects = object_rows(store.manifest())
+    if objects:
+        print("\nobjects (`blocknerf compose S list`):")
+        for o in objects:
+            where = ", ".join(f"{v:.1f}" for v in o["position"])
+            what = f"erased box {'x'.join(f'{v:g}' for v in o['size_m'])} m" if o["kind"] == "erase" else f"object v{o['version']} from {o['source']}"
+            print(f"  {o['name']}  at ({where}), heading {o['heading_deg']:g}: {what}")
     if args.geojson:
         print(f"GeoJSON: {args.geojson}")
     if args.map:

@@ -99,6 +99,26 @@ class BlockModel:
         """Render a whole image from a camera pose; ``appearance`` (A,) code or None (zero code)."""
         return render_view(self, c2w, intrinsics, appearance=appearance, exposure=exposure, with_exposure=self.field.with_exposure, chunk=chunk)
 
+    def cell_centres(self) -> np.ndarray:
+        """(G^3, 3) float64 world positions of the occupancy cells' centres, in the grid's order
+        (cells of the contracted shell map to their far-away uncontracted points)."""
+        from blocknerf.model.bounds import uncontract
+
+        g = int(self.occupied.shape[0])
+        axis = (torch.arange(g, dtype=torch.float64) + 0.5) / g
+        x01 = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1).reshape(-1, 3)
+        u = uncontract(x01).numpy()
+        return np.asarray(self.bounds.center) + u * self.bounds.scale
+
+    def with_occupancy(self, occupied: torch.Tensor, field: Any = None) -> BlockModel:
+        """This block rendering only inside ``occupied`` (G, G, G) bool -- the marcher never
+        samples outside it -- with ``field`` in place of its own (e.g. one that masks density;
+        default: shared)."""
+        return BlockModel(
+            self.block_id, self.bounds, self.model_cfg, self.field if field is None else field,
+            occupied.to(self.device), self.image_ids, self.version, self.attrs,
+        )
+
     # -- persistence ---------------------------------------------------------------------------
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Arrays and JSON attrs for the store."""

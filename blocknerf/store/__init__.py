@@ -10,7 +10,7 @@ See ``block_store`` for the layout and the publication protocol.
 from blocknerf.store.block_store import FORMAT_VERSION, BlockStore
 from blocknerf.store.checkpoints import Checkpoint
 from blocknerf.store.faults import FAULT_ENV, FAULT_EXIT_CODE, FAULT_POINTS, fault_point
-from blocknerf.store.manifest import MANIFEST_SCHEMA, Manifest, PublishedBlock
+from blocknerf.store.manifest import MANIFEST_SCHEMA, Manifest, PublishedBlock, PublishedObject
 from blocknerf.store.records import decode_strings, encode_strings
 from blocknerf.store.versions import GcResult, VersionInfo, checksum_arrays
 
@@ -25,6 +25,7 @@ __all__ = [
     "GcResult",
     "Manifest",
     "PublishedBlock",
+    "PublishedObject",
     "VersionInfo",
     "checksum_arrays",
     "decode_strings",

@@ -11,6 +11,8 @@ Layout::
       blocks/<id>/v<k>/           one trained version: arrays (weights, hash tables, occupancy,
                                   appearance codes) + attrs (complete, checksum, stats, frames, ...)
       blocks/<id>/checkpoints/s<step>/   training checkpoints (arrays + attrs), newest kept
+      objects/<name>/v<k>/        a placed object's arrays, copied from its source block; its
+                                  pose record (placement) lives in the manifest entry
 
 Readers resolve everything through the manifest: per block the published version (and the
 versions published before it), and the records revision (capture record + plan) in use. Anything
@@ -22,7 +24,7 @@ it names, intact. Only one process publishes at a time (the command that trains 
 workers write versions and checkpoints of distinct blocks, which never share keys.
 
 ``BlockStore`` is assembled from parts that each hold one concern: ``records`` (capture records
-and plans), ``versions`` (block versions, checksums, gc), ``checkpoints`` and ``documents``; this
+and plans), ``versions`` (block versions, checksums, gc), ``checkpoints``, ``documents`` and ``objects`` (placed objects and erased regions); this
 module holds opening, the stored settings and the manifest swap. ``faults`` holds the fault points
 of the crash-safety tests.
 
@@ -47,7 +49,8 @@ from blocknerf.store.documents import DocumentsPart
 from blocknerf.store.faults import armed, fault_point, leave_torn_write
 from blocknerf.store.lease import DEFAULT_TTL_S, WriterLease, read_holder
 from blocknerf.store.manifest import MANIFEST_SCHEMA, Manifest, PublishedBlock
-from blocknerf.store.objects import StoreObjects, store_objects
+from blocknerf.store.conditional import StoreObjects, store_objects
+from blocknerf.store.objects import ObjectsPart
 from blocknerf.store.records import RecordsPart, records_digest
 from blocknerf.store.versions import VersionsPart
 from partitioning import BlockPlan
@@ -57,7 +60,7 @@ __all__ = ["FORMAT_VERSION", "BlockStore"]
 FORMAT_VERSION = 1
 
 
-class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
+class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart, ObjectsPart):
     """A city's block store on a local path or any fsspec URL that zarr can open."""
 
     def __init__(self, url: str, root: zarr.Group, *, writable: bool) -> None:
@@ -146,7 +149,7 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
             raise StoreError(self.url, "store was opened read-only")
 
     # -- the writer lease ---------------------------------------------------------------------------
-    def objects(self) -> StoreObjects:
+    def conditional_keys(self) -> StoreObjects:
         """Compare-and-swap access to the store's small objects (lease, version claims)."""
         return store_objects(self.url)
 
@@ -154,13 +157,13 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
         """The store's writer lease for ``command``, not yet taken: ``lease.acquire(wait=...)``, or
         ``with store.writer_lease("bake"):`` to wait for it. Every command that writes takes it."""
         self._require_writable()
-        return WriterLease(self.objects(), self.url, command=command, ttl_s=ttl_s)
+        return WriterLease(self.conditional_keys(), self.url, command=command, ttl_s=ttl_s)
 
     def _refuse_if_leased_elsewhere(self) -> None:
         """StoreError when a live writer lease is held by another process."""
         import time
 
-        holder, _ = read_holder(self.objects())
+        holder, _ = read_holder(self.conditional_keys())
         if holder is not None and holder.is_live(time.time()) and not holder.is_this_process():
             raise StoreError(self.url, f"another writer holds the store's lease: {holder.describe(time.time())}; not writing")
 
@@ -214,7 +217,10 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart):
             blocks[block_id] = PublishedBlock(version=version, published_at=now, checksum=info.checksum, history=history)
         if records is not None and records not in self.records_revisions():
             raise StoreError(self.url, f"records revision {records} is not complete; not publishing it")
-        new = Manifest(blocks=blocks, serial=current.serial + 1, records=current.records if records is None else records)
+        new = Manifest(
+            blocks=blocks, objects=current.objects, serial=current.serial + 1,
+            records=current.records if records is None else records,
+        )
         changes: dict[str, Any] = {"manifest": new.to_dict()}
         if config is not None:
             changes["config"] = dict(config)

@@ -3,7 +3,7 @@
 Commands that write (``train``, ``update``, ``gc``, ``rollback``; ``bake`` and ``compose`` through
 ``BlockStore.writer_lease``) hold the lease for their whole run. The lease is one small object,
 ``lease/zarr.json`` (a zarr group whose attributes hold it, so zarr sees nothing foreign), taken and
-renewed only by compare-and-swap (``blocknerf.store.objects``): an exclusive create or a
+renewed only by compare-and-swap (``blocknerf.store.conditional``): an exclusive create or a
 conditional put on S3, a locked compare-and-rename on a local disk. It names its holder (a random
 id, host, pid, command) and an expiry; a heartbeat thread renews it every third of its time to
 live. It lapses when its expiry passes, or at once when its holder ran on this host and that
@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from blocknerf.errors import StoreError
-from blocknerf.store.objects import StoreObjects
+from blocknerf.store.conditional import StoreObjects
 
 __all__ = ["LEASE_KEY", "LeaseHolder", "WriterLease", "read_holder"]
 

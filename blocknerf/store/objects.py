@@ -1,227 +1,130 @@
-"""Small objects of a store read and written with compare-and-swap: the writer lease, version claims.
+"""Placed objects and erased regions: their arrays in versioned groups, their entries in the manifest.
 
-zarr gives no conditional writes, so the few keys that need them go through ``StoreObjects``:
-
-- a local directory: ``create`` is an exclusive ``open(O_CREAT | O_EXCL)``; ``replace`` and
-  ``delete`` compare the object's token under an ``flock`` on a lock file beside the store (one
-  holder at a time, released by the kernel when a process dies) and write by rename;
-- S3 (``s3://``, through s3fs): ``create`` is a ``PutObject`` with ``If-None-Match: *``;
-  ``replace`` a ``PutObject`` with ``If-Match: <ETag>``; the token is the ETag;
-- any other fsspec URL: best effort (check, then write), with no guarantee against a racing writer.
-
-A token names one content of an object: a writer that read token T replaces the object only if it
-still holds T, so two writers never both win.
+An object's arrays (a trained block copied from its source store) are written once into
+``objects/<name>/v<k>/``, completely and checksummed, before any manifest names them. Its pose
+record (the placement: where, how turned, how scaled, which part of the source) is small JSON
+and lives in the object's manifest entry, so placing, moving, removing and rolling back are each
+one atomic manifest swap, exactly like publishing a block. An erased region has no arrays: its
+entry (kind ``erase``, version 0) holds the box.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any, Protocol
+import re
+from collections.abc import Mapping
+from typing import Any
 
-from blocknerf.store.backend import is_local, local_path
+import numpy as np
+import zarr
 
-__all__ = ["LocalObjects", "S3Objects", "FsspecObjects", "StoreObjects", "store_objects"]
+from blocknerf.errors import StoreError
+from blocknerf.store.backend import reason, utc_now, write_arrays
+from blocknerf.store.manifest import OBJECT_KINDS, Manifest, PublishedObject
+from blocknerf.store.parts import StoreParts
+from blocknerf.store.versions import checksum_arrays
 
+__all__ = ["NAME_PATTERN", "ObjectsPart"]
 
-class StoreObjects(Protocol):
-    """Compare-and-swap access to small objects under a store (keys are ``/``-separated)."""
-
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        """(content, token) of an object, or None when it does not exist."""
-        ...
-
-    def create(self, key: str, data: bytes) -> str | None:
-        """Write a new object; its token, or None when the key exists already."""
-        ...
-
-    def replace(self, key: str, data: bytes, token: str) -> str | None:
-        """Overwrite an object whose token is still ``token``; the new token, or None when it changed."""
-        ...
-
-    def delete(self, key: str, token: str) -> bool:
-        """Delete an object whose token is still ``token``; False when it changed or is gone."""
-        ...
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+"""Object names: letters, digits, ``_ . -``; they name a zarr group, so no slashes."""
+_VERSION_RE = re.compile(r"^v(\d+)$")
 
 
-def store_objects(url: str, storage_options: dict[str, Any] | None = None) -> StoreObjects:
-    """The ``StoreObjects`` for a store URL (local path, ``s3://`` or another fsspec URL)."""
-    if is_local(url):
-        return LocalObjects(local_path(url))
-    import fsspec
+class ObjectsPart(StoreParts):
+    """Object versions and the objects of the manifest (a part of ``BlockStore``)."""
 
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    if "s3" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        return S3Objects(fs, path)
-    return FsspecObjects(fs, path)
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-class LocalObjects:
-    """``StoreObjects`` in a local directory (see the module docstring)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    def read(self, key: str) -> tuple[bytes, str] | None:
+    def write_object_version(self, name: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> int:
+        """Write a new complete version of an object's arrays (not yet published); its number."""
+        self._require_writable()
+        check_object_name(self.url, name)
+        group = self._root.require_group(f"objects/{name}")
+        existing = [int(m.group(1)) for m in map(_VERSION_RE.match, group.group_keys()) if m]
+        version = max(existing, default=0) + 1
         try:
-            data = (self.root / key).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return data, _digest(data)
+            target = group.create_group(f"v{version}")
+            write_arrays(target, arrays)
+            target.attrs.put(
+                {**dict(attrs), "object": name, "version": version, "created": utc_now(),
+                 "checksum": checksum_arrays(arrays), "complete": True}
+            )
+        except (PermissionError, OSError) as exc:
+            raise StoreError(self.url, f"cannot write object {name} ({reason(exc)})") from None
+        return version
 
-    def create(self, key: str, data: bytes) -> str | None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written beside the key, then linked to it: link() fails when the key exists, so the
-        # object appears complete or not at all.
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.partial"
-        tmp.write_bytes(data)
+    def read_object_version(self, name: str, version: int, *, verify: bool = False) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and attrs of one complete version of an object."""
+        group = self._object_group(name, version)
+        attrs = {} if group is None else dict(group.attrs)
+        if group is None or not attrs.get("complete"):
+            raise StoreError(self.url, f"object {name} has no complete version {version}")
+        arrays = {key: np.asarray(arr[...]) for key, arr in group.arrays()}
+        if verify and checksum_arrays(arrays) != attrs["checksum"]:
+            raise StoreError(self.url, f"object {name} version {version} fails its checksum")
+        return arrays, attrs
+
+    def object_version_nbytes(self, name: str, version: int) -> int:
+        """Bytes an object version's arrays take once loaded (from metadata)."""
+        group = self._object_group(name, version)
+        return 0 if group is None else int(sum(arr.nbytes for _, arr in group.arrays()))
+
+    def publish_objects(self, changes: Mapping[str, tuple[str, int, Mapping[str, Any]] | None]) -> Manifest:
+        """Atomically place, move or remove objects: name -> (kind, version, placement), or None
+        to remove it. The entry an object replaces goes onto its history; blocks are untouched."""
+        self._require_writable()
+        current = self.manifest()
+        objects = dict(current.objects)
+        now = utc_now()
+        for name, change in changes.items():
+            old = objects.get(name)
+            if change is None:
+                if old is None:
+                    raise StoreError(self.url, f"no object {name} (see `blocknerf compose {self.url} list`)")
+                del objects[name]
+                continue
+            kind, version, placement = change
+            if kind not in OBJECT_KINDS:
+                raise StoreError(self.url, f"object kind must be one of {', '.join(OBJECT_KINDS)}, got {kind!r}")
+            checksum = ""
+            if kind == "field":
+                group = self._object_group(name, version)
+                if group is None or not group.attrs.get("complete"):
+                    raise StoreError(self.url, f"object {name} version {version} is not complete; not publishing it")
+                checksum = str(group.attrs["checksum"])
+            history = () if old is None else (*old.history, old.to_dict(with_history=False))
+            objects[name] = PublishedObject(kind, int(version), dict(placement), now, checksum, history)
+        return self._swap_objects(current, objects)
+
+    def rollback_object(self, name: str) -> PublishedObject:
+        """Publish again the entry an object had before its current one (its previous version and
+        placement, with the history it had then); returns the restored entry."""
+        current = self.manifest()
+        entry = current.objects.get(name)
+        if entry is None:
+            raise StoreError(self.url, f"no object {name} to roll back")
+        if not entry.history:
+            raise StoreError(self.url, f"object {name}: nothing was published before its current placement")
+        previous = PublishedObject.from_dict(entry.history[-1])
+        if previous.kind == "field" and self._object_group(name, previous.version) is None:
+            raise StoreError(self.url, f"object {name} version {previous.version} is gone; cannot roll back to it")
+        restored = PublishedObject(
+            previous.kind, previous.version, previous.placement, utc_now(), previous.checksum, entry.history[:-1]
+        )
+        self._swap_objects(current, {**current.objects, name: restored})
+        return restored
+
+    def _swap_objects(self, current: Manifest, objects: Mapping[str, PublishedObject]) -> Manifest:
+        new = Manifest(blocks=current.blocks, objects=dict(objects), serial=current.serial + 1, records=current.records)
+        self._write_root_attrs({"manifest": new.to_dict()})
+        return new
+
+    def _object_group(self, name: str, version: int) -> zarr.Group | None:
         try:
-            os.link(tmp, path)
-        except FileExistsError:
+            return self._root[f"objects/{name}/v{version}"]
+        except KeyError:
             return None
-        finally:
-            tmp.unlink(missing_ok=True)
-        return _digest(data)
-
-    def replace(self, key: str, data: bytes, token: str) -> str | None:
-        path = self.root / key
-        with self._locked():
-            current = self.read(key)
-            if current is None or current[1] != token:
-                return None
-            tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.partial"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        return _digest(data)
-
-    def delete(self, key: str, token: str) -> bool:
-        with self._locked():
-            current = self.read(key)
-            if current is None or current[1] != token:
-                return False
-            (self.root / key).unlink(missing_ok=True)
-        return True
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        import fcntl
-
-        lock = self.root.parent / f".{self.root.name}.lock"
-        with open(lock, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-class S3Objects:
-    """``StoreObjects`` on S3 through s3fs, with conditional ``PutObject`` (see the module docstring)."""
-
-    def __init__(self, fs: Any, path: str) -> None:
-        self.fs = fs
-        self.bucket, _, prefix = path.strip("/").partition("/")
-        self.prefix = prefix.rstrip("/")
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        for _ in range(5):  # the ETag must belong to the bytes read: retry if it changed in between
-            before = self._etag(key)
-            if before is None:
-                return None
-            try:
-                data = self.fs.cat_file(f"{self.bucket}/{self._key(key)}")
-            except FileNotFoundError:
-                return None
-            if self._etag(key) == before:
-                return data, before
-        return None
-
-    def create(self, key: str, data: bytes) -> str | None:
-        return self._put(key, data, IfNoneMatch="*")
-
-    def replace(self, key: str, data: bytes, token: str) -> str | None:
-        return self._put(key, data, IfMatch=token)
-
-    def delete(self, key: str, token: str) -> bool:
-        # S3 deletes unconditionally: check the token first (a racing replace in between is lost,
-        # which a lease owner's own delete tolerates).
-        if self._etag(key) != token:
-            return False
-        self.fs.call_s3("delete_object", Bucket=self.bucket, Key=self._key(key))
-        self.fs.invalidate_cache()
-        return True
-
-    def _put(self, key: str, data: bytes, **condition: str) -> str | None:
-        try:
-            out = self.fs.call_s3("put_object", Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
-        except (OSError, ValueError) as exc:
-            if _precondition_failed(exc):
-                return None
-            raise
-        finally:
-            self.fs.invalidate_cache()
-        return str(out["ETag"])
-
-    def _etag(self, key: str) -> str | None:
-        try:
-            out = self.fs.call_s3("head_object", Bucket=self.bucket, Key=self._key(key))
-        except FileNotFoundError:
-            return None
-        return str(out["ETag"])
-
-
-def _precondition_failed(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        text = f"{type(seen).__name__} {seen}"
-        if any(s in text for s in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-class FsspecObjects:
-    """Best-effort ``StoreObjects`` for fsspec file systems without conditional writes."""
-
-    def __init__(self, fs: Any, path: str) -> None:
-        self.fs = fs
-        self.path = path.rstrip("/")
-
-    def read(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            data = self.fs.cat_file(f"{self.path}/{key}")
-        except FileNotFoundError:
-            return None
-        return data, _digest(data)
-
-    def create(self, key: str, data: bytes) -> str | None:
-        if self.read(key) is not None:
-            return None
-        self.fs.pipe_file(f"{self.path}/{key}", data)
-        return _digest(data)
-
-    def replace(self, key: str, data: bytes, token: str) -> str | None:
-        current = self.read(key)
-        if current is None or current[1] != token:
-            return None
-        self.fs.pipe_file(f"{self.path}/{key}", data)
-        return _digest(data)
-
-    def delete(self, key: str, token: str) -> bool:
-        current = self.read(key)
-        if current is None or current[1] != token:
-            return False
-        self.fs.rm_file(f"{self.path}/{key}")
-        return True
+def check_object_name(url: str | None, name: str) -> None:
+    """Raise StoreError unless ``name`` is a valid object name."""
+    if not NAME_PATTERN.match(name):
+        raise StoreError(url, f"object name {name!r} must be letters, digits, '_', '.' or '-' (at most 64)")

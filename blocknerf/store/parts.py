@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import zarr
 
 from blocknerf.store.manifest import Manifest, PublishedBlock
-from blocknerf.store.objects import StoreObjects
+from blocknerf.store.conditional import StoreObjects
 
 __all__ = ["StoreParts"]
 
@@ -19,10 +22,13 @@ class StoreParts:
     def _require_writable(self) -> None:  # pragma: no cover - implemented by BlockStore
         raise NotImplementedError
 
+    def _write_root_attrs(self, changes: Mapping[str, Any]) -> None:  # pragma: no cover - implemented by BlockStore
+        raise NotImplementedError
+
     def manifest(self) -> Manifest:  # pragma: no cover - implemented by BlockStore
         raise NotImplementedError
 
-    def objects(self) -> StoreObjects:  # pragma: no cover - implemented by BlockStore
+    def conditional_keys(self) -> StoreObjects:  # pragma: no cover - implemented by BlockStore
         raise NotImplementedError
 
     def _refuse_if_leased_elsewhere(self) -> None:  # pragma: no cover - implemented by BlockStore

@@ -117,7 +117,7 @@ class VersionsPart(StoreParts):
         with an exclusive (conditional) write, so two writers never get the same number."""
         existing = [int(m.group(1)) for m in map(_VERSION_RE.match, group.group_keys()) if m]
         version = max(existing, default=0) + 1
-        objects = self.objects()
+        objects = self.conditional_keys()
         claim = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"complete": False}}).encode()
         while objects.create(f"blocks/{block_id}/v{version}/zarr.json", claim) is None:
             version += 1
