@@ -117,6 +117,7 @@ class ViewerProcess:
             except (OSError, ValueError):
                 rest = ""
             self.output.extend(rest.splitlines())
+            self.proc.stdout.close()
         self.returncode = self.proc.returncode
         self.proc = None
 
