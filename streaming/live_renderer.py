@@ -245,10 +245,10 @@ class LiveRenderer:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every viewer's latest camera is shown at full resolution; False on timeout."""
-        deadline = self.clock() + timeout
+        deadline = time.monotonic() + timeout
         with self._cond:
             while not all(s.rendered_seq == s.seq and s.rendered_full for s in self._slots.values()):
-                left = deadline - self.clock()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(min(left, 0.05))
@@ -315,7 +315,7 @@ class LiveRenderer:
             self.frames += 1
             self.deliver(LiveFrame(client, camera, seq, full, pixels, composite, self.clock()))
         except Exception as exc:  # noqa: BLE001 - reported to the viewer; the next camera may work
-            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.errors[:] = [*self.errors[-99:], f"{type(exc).__name__}: {exc}"]
         with self._cond:
             self._refreshed_at = self.clock()
             self._cond.notify_all()
