@@ -144,7 +144,6 @@ class ViewerPage:
             args=["--no-sandbox", "--enable-unsafe-swiftshader", "--use-angle=swiftshader"],
         )
         self.page = self.browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-        self.page.add_init_script(f"({PROBE_JS})()")
         self.page.goto(url)
         self.page.evaluate(PROBE_JS)
 
@@ -227,10 +226,11 @@ class ViewerPage:
         return dict(self.page.evaluate("window.__bn"))
 
     def latency_ms(self, since_ms: float) -> float | None:
-        """Milliseconds from the first input after ``since_ms`` (page clock) to the first new
-        frame after that input, or None when either is missing."""
+        """Milliseconds from the first input that moves the camera (a drag's first move, a key
+        press) after ``since_ms`` (page clock) to the first new frame after it, or None when
+        either is missing."""
         record = self.probe()
-        inputs = [t for _, t in record["inputs"] if t > since_ms]
+        inputs = [t for kind, t in record["inputs"] if t > since_ms and kind != "pointerdown"]
         if not inputs:
             return None
         frames = [f["t"] for f in record["frames"] if f["t"] > inputs[0]]
