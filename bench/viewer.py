@@ -65,7 +65,7 @@ def measure(store: Path, *, width: int, moves: int, screenshot: Path | None) -> 
     from viewer_harness import ViewerPage, ViewerProcess
 
     latencies: list[float] = []
-    widths: list[int] = []
+    widths: list[str] = []
     missing = 0
     with ViewerProcess(store, args=("--width", str(width))) as server, sync_playwright() as pw:
         with ViewerPage(pw, server.url, viewport=(800, 600)) as view:
@@ -76,13 +76,13 @@ def measure(store: Path, *, width: int, moves: int, screenshot: Path | None) -> 
                 view.wait_settled(timeout_s=600)
                 since = view.now_ms()
                 view.drag(30 if i % 2 == 0 else -30, 0, steps=3)
-                shown = view.wait_frame(after=view.frame().n, full=False, timeout_s=600)  # type: ignore[union-attr]
-                latency = view.latency_ms(since)
-                if latency is None:
+                view.wait_frame(after=view.frame().n, full=False, timeout_s=600)  # type: ignore[union-attr]
+                measured = view.latency_ms(since)
+                if measured is None:
                     missing += 1
                     continue
-                latencies.append(latency)
-                widths.append(shown.width)
+                latencies.append(measured[0])
+                widths.append(f"{measured[1]['w']}x{measured[1]['h']} {'full' if measured[1]['full'] else 'moving'}")
             settled = view.wait_settled(timeout_s=600)
             if screenshot is not None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +99,8 @@ def measure(store: Path, *, width: int, moves: int, screenshot: Path | None) -> 
         "latency_ms": [round(float(v), 1) for v in lat],
         "latency_ms_median": round(float(np.median(lat)), 1) if len(lat) else None,
         "latency_ms_p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
-        "moving_widths": widths,
+        "first_frames": widths,
+        "render_errors": [line for line in server.output if "warning" in line],
     }
 
 

@@ -4,7 +4,7 @@ A viewer submits its camera whenever the user moves it (``submit``); the submiss
 one before it, so the thread never works through a queue of old cameras: whatever it renders next
 is the newest camera it has. Resolution adapts to the motion:
 
-* while the camera moves, a frame is rendered at the *moving* width, chosen from the measured
+* a camera not shown yet is rendered at the *moving* width, chosen from the measured
   cost of recent frames so that one frame fits ``ViewerConfig.moving_frame_ms``
   (``ResolutionPolicy``): interaction stays smooth whatever a full frame costs;
 * once the camera has rested for ``rest_ms``, the view is rendered once more at full resolution
@@ -261,8 +261,9 @@ class LiveRenderer:
         wait = self.cfg.refresh_s
         for client, slot in sorted(self._slots.items(), key=lambda kv: kv[1].served_at):
             if slot.rendered_seq != slot.seq:
-                # A camera not shown yet: at full resolution only when it has already rested.
-                return (client, slot, now - slot.changed_at >= rest_s), 0.0
+                # A camera not shown yet is shown at the moving resolution first, even if it came
+                # in long ago: it came while a frame was being rendered, so the user is moving.
+                return (client, slot, False), 0.0
             if not slot.rendered_full:
                 due = slot.changed_at + rest_s - now
                 if due <= 0:

@@ -175,11 +175,13 @@ class ViewerPage:
         raise TimeoutError(f"no {'full ' if full else ''}frame after frame {after} within {timeout_s:.0f} s; panel: {self.stats()[:400]!r}")
 
     def wait_settled(self, *, quiet_s: float = 0.5, timeout_s: float = 120.0) -> FrameInfo:
-        """Wait for a full frame after which no new frame comes for ``quiet_s``."""
+        """Wait for a full frame after which no new frame comes for ``quiet_s`` plus twice that
+        frame's render time (the renderer may be busy with one more full frame)."""
         deadline = time.monotonic() + timeout_s
         info = self.wait_frame(full=True, timeout_s=timeout_s)
         while time.monotonic() < deadline:
-            self.page.wait_for_timeout(int(quiet_s * 1e3))
+            m = re.search(r"frames/s · (\d+) ms", info.text)
+            self.page.wait_for_timeout(int(1e3 * quiet_s + (2 * int(m.group(1)) if m else 0)))
             now = self.frame()
             if now is not None and now.n == info.n and now.full:
                 return now
@@ -225,16 +227,16 @@ class ViewerPage:
         """The in-page record: {"inputs": [[kind, ms]], "frames": [{n, w, h, full, t}]}."""
         return dict(self.page.evaluate("window.__bn"))
 
-    def latency_ms(self, since_ms: float) -> float | None:
+    def latency_ms(self, since_ms: float) -> tuple[float, dict[str, Any]] | None:
         """Milliseconds from the first input that moves the camera (a drag's first move, a key
         press) after ``since_ms`` (page clock) to the first new frame after it, or None when
-        either is missing."""
+        either is missing; with the probe's record of that frame ({n, w, h, full, t})."""
         record = self.probe()
         inputs = [t for kind, t in record["inputs"] if t > since_ms and kind != "pointerdown"]
         if not inputs:
             return None
-        frames = [f["t"] for f in record["frames"] if f["t"] > inputs[0]]
-        return frames[0] - inputs[0] if frames else None
+        frames = [f for f in record["frames"] if f["t"] > inputs[0]]
+        return (frames[0]["t"] - inputs[0], frames[0]) if frames else None
 
     def now_ms(self) -> float:
         return float(self.page.evaluate("performance.now()"))
