@@ -8,9 +8,10 @@
 Pieces: ``BlockIndex`` (KD-tree of block centres), ``BlockCache`` (LRU under a byte budget),
 ``Prefetcher`` (background loads along the camera's path), ``BlockStreamer`` (store + manifest +
 index + cache), ``Compositor`` (select, visibility test, inverse-distance blend), appearance
-matching across neighbours, nerfstudio camera paths and an automatic path, flythroughs to mp4, and
-the composite's held-out evaluation. Importing this package is cheap: names load on first use, and
-torch only with the modules that render.
+matching across neighbours, nerfstudio camera paths and an automatic path, flythroughs to mp4,
+the composite's held-out evaluation, and the live browser viewer (``Viewer`` on viser, with a
+``LiveRenderer`` thread that always renders the latest camera). Importing this package is cheap:
+names load on first use, and torch only with the modules that render.
 """
 
 from blocknerf.lazy import lazy_exports
@@ -26,6 +27,7 @@ _EXPORTS = {
     "CacheFullError": "streaming.cache",
     "CameraPath": "streaming.camera_path",
     "auto_path": "streaming.camera_path",
+    "keyframe_document": "streaming.camera_path",
     "read_camera_path": "streaming.camera_path",
     "BlockUse": "streaming.compositor",
     "CompositeFrame": "streaming.compositor",
@@ -33,12 +35,19 @@ _EXPORTS = {
     "AutoPathConfig": "streaming.config",
     "MatchConfig": "streaming.config",
     "StreamConfig": "streaming.config",
+    "ViewerConfig": "streaming.config",
     "parse_bytes": "streaming.config",
     "evaluate_composite": "streaming.evaluation",
     "FlythroughResult": "streaming.flythrough",
     "render_flythrough": "streaming.flythrough",
     "BlockIndex": "streaming.index",
     "Candidate": "streaming.index",
+    "LiveCamera": "streaming.live_renderer",
+    "LiveFrame": "streaming.live_renderer",
+    "LiveRenderer": "streaming.live_renderer",
+    "ResolutionPolicy": "streaming.live_renderer",
+    "BlockState": "streaming.overview_map",
+    "draw_overview": "streaming.overview_map",
     "Prefetcher": "streaming.prefetch",
     "BlockKey": "streaming.protocol",
     "CameraView": "streaming.protocol",
@@ -46,6 +55,8 @@ _EXPORTS = {
     "BlockSource": "streaming.streamer",
     "BlockStreamer": "streaming.streamer",
     "StoreSource": "streaming.streamer",
+    "Viewer": "streaming.viewer",
+    "write_keyframes": "streaming.viewer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -168,6 +168,57 @@ def camera_path_from_dict(doc: Any, *, where: str = "camera path") -> CameraPath
         raise InputError(where, str(exc)) from None
 
 
+def keyframe_document(
+    c2w: np.ndarray,
+    fov_y_deg: np.ndarray,
+    size: tuple[int, int],
+    *,
+    fps: float = DEFAULT_FPS,
+    transition_s: float = DEFAULT_TRANSITION_S,
+) -> dict[str, Any]:
+    """A nerfstudio camera_path.json document through keyframes (K, 4, 4) with vertical fovs (K,).
+
+    It holds the ``keyframes`` as nerfstudio's viewer writes them and the ``camera_path`` frames
+    interpolated between them as ``read_camera_path`` interpolates keyframes, ``transition_s``
+    apart at ``fps``: keyframe k is frame ``k * round(transition_s * fps)``, with its pose and fov
+    exactly as given, so the frame renders to what the viewer showed at that keyframe.
+    """
+    mats = np.array(c2w, dtype=np.float64).reshape(-1, 4, 4)
+    fovs = np.array(fov_y_deg, dtype=np.float64).reshape(-1)
+    if len(mats) == 0 or len(fovs) != len(mats):
+        raise ValueError(f"need one fov per keyframe and at least one keyframe ({len(mats)} poses, {len(fovs)} fovs)")
+    if not (fps > 0 and transition_s > 0):
+        raise ValueError("fps and transition_s must be positive")
+    w, h = size
+    step = max(1, round(transition_s * fps))
+    doc: dict[str, Any] = {
+        "camera_type": "perspective",
+        "render_width": int(w),
+        "render_height": int(h),
+        "fps": float(fps),
+        "seconds": ((len(mats) - 1) * step + 1) / fps,
+        "keyframes": [
+            {"matrix": m.reshape(-1).tolist(), "fov": float(f), "aspect": w / h,
+             "override_transition_enabled": False, "override_transition_sec": None}
+            for m, f in zip(mats, fovs)
+        ],
+        "default_fov": float(fovs[-1]),
+        "default_transition_sec": step / fps,
+        "is_cycle": False,
+        "smoothness_value": 0.5,
+    }
+    if len(mats) == 1:
+        frames, frame_fovs = mats, fovs
+    else:
+        path = camera_path_from_dict({**doc, "camera_path": None}, where="keyframes")
+        frames, frame_fovs = path.c2w.copy(), path.fov_y_deg.copy()
+        frames[::step], frame_fovs[::step] = mats, fovs
+    doc["camera_path"] = [
+        {"camera_to_world": m.reshape(-1).tolist(), "fov": float(f), "aspect": w / h} for m, f in zip(frames, frame_fovs)
+    ]
+    return doc
+
+
 def _interpolate_keyframes(
     doc: Mapping[str, Any], keyframes: list[Any], fps: float | None, seconds: float | None, where: str
 ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -403,4 +454,4 @@ def _look_along(spline: Any, u: np.ndarray, length: float) -> np.ndarray:
     return heading_poses(np.zeros((len(u), 3)), yaw)[:, :3, :3]
 
 
-__all__ = ["CameraPath", "auto_path", "camera_path_from_dict", "read_camera_path"]
+__all__ = ["CameraPath", "auto_path", "camera_path_from_dict", "keyframe_document", "read_camera_path"]

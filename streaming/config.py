@@ -54,6 +54,36 @@ class AutoPathConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewerConfig:
+    """The live browser viewer (``blocknerf view``): how it trades resolution for responsiveness."""
+
+    moving_frame_ms: float = 60.0
+    """Time a frame may take while the camera moves; the moving resolution is chosen from the
+    measured cost per pixel so that a frame fits it (the camera stays responsive whatever a
+    full frame costs)."""
+    min_width: int = 16
+    """Narrowest image rendered while moving, in pixels."""
+    rest_ms: float = 150.0
+    """The camera rests once it has not moved for this long; the view is then rendered at full
+    resolution (``stream.width`` wide, the browser window's aspect)."""
+    refresh_s: float = 1.0
+    """While the camera rests, re-read the store's manifest this often; a newly published block
+    is rendered without a restart."""
+    jpeg_quality: int = 90
+    """JPEG quality of the frames sent to the browser."""
+    map_px: int = 256
+    """Side of the top-down block map in the side panel, in pixels."""
+    max_frustums: int = 400
+    """Most capture frustums drawn (an even subsample of the frames beyond that)."""
+
+    def validate(self) -> None:
+        if self.moving_frame_ms <= 0 or self.rest_ms < 0 or self.refresh_s <= 0:
+            raise ValueError("viewer needs moving_frame_ms > 0, rest_ms >= 0 and refresh_s > 0")
+        if self.min_width < 2 or not 1 <= self.jpeg_quality <= 100 or self.map_px < 32 or self.max_frustums < 0:
+            raise ValueError("viewer needs min_width >= 2, jpeg_quality in [1, 100], map_px >= 32 and max_frustums >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class StreamConfig:
     """How blocks are loaded, chosen and blended when rendering a view."""
 
@@ -103,6 +133,8 @@ class StreamConfig:
     """Appearance matching (``blocknerf match``)."""
     auto_path: AutoPathConfig = field(default_factory=AutoPathConfig)
     """The automatic flythrough (``blocknerf render --auto``)."""
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
+    """The live browser viewer (``blocknerf view``)."""
 
     def validate(self) -> None:
         if self.memory_budget_mb <= 0:
@@ -119,6 +151,7 @@ class StreamConfig:
             raise ValueError("manifest_refresh_frames must be at least 1")
         if self.width < 2 or self.height < 2:
             raise ValueError("width and height must be at least 2")
+        self.viewer.validate()
 
     @property
     def memory_budget_bytes(self) -> int:
@@ -172,4 +205,4 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-__all__ = ["AutoPathConfig", "MatchConfig", "StreamConfig", "parse_bytes", "parse_size"]
+__all__ = ["AutoPathConfig", "MatchConfig", "StreamConfig", "ViewerConfig", "parse_bytes", "parse_size"]

@@ -15,7 +15,7 @@ from blocknerf.errors import BlockNerfError
 # Every module of this package that defines HELP, add_arguments(parser) and run(args) -> int is a
 # subcommand named after the module. They import heavy dependencies (torch, zarr, dask) inside run(),
 # so building the parser stays fast. This order is the pipeline's; others follow alphabetically.
-ORDER = ("synth", "ingest", "inspect", "partition", "info", "train", "bake", "eval", "match", "render", "compose", "update", "rollback", "gc", "fsck", "demo")
+ORDER = ("synth", "ingest", "inspect", "partition", "info", "train", "bake", "eval", "match", "render", "view", "compose", "update", "rollback", "gc", "fsck", "demo")
 
 
 def commands() -> dict[str, ModuleType]:
