@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from blocknerf.cli.settings import add_config_argument
 from blocknerf.cli.train import add_training_arguments, progress_board, trained_line, training_flags
@@ -28,15 +30,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supersede-distance", type=float, metavar="M",
                    help="frames at most M apart (and looking the same way) are of the same place (default: 2%% of the median block radius)")
     p.add_argument("--supersede-angle", type=float, metavar="DEG", help="... and their viewing directions at most DEG apart (default 15)")
+    p.add_argument("--all", action="store_true",
+                   help="retrain every block the new frames see, without looking for where the city changed")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say per block whether it would be retrained and why, write the change map; change nothing")
+    p.add_argument("--change-dir", metavar="DIR",
+                   help="write change_map.png and masks/ (per-frame changed pixels) here (default with --dry-run: ./change)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     from blocknerf.capture.transforms import read_capture, transforms_path
     from blocknerf.cli.settings import resolve, storable
+    from blocknerf.errors import InputError
     from blocknerf.store import BlockStore
     from blocknerf.training.trainer import run_config
-    from blocknerf.updating import prepare_update, run_update
+    from blocknerf.updating import StoreRenderer, prepare_update, run_update
 
     store = BlockStore.open(args.store, writable=True)
     flags = {
@@ -48,16 +57,32 @@ def run(args: argparse.Namespace) -> int:
     update_cfg = settings.update
     overrides = {k: v for k, v in {"steps": args.steps, "time_budget_s": args.time_budget}.items() if v is not None}
     run_config(settings.train, warm=not args.from_scratch, overrides=overrides)  # bad values fail here, before any work
+    if args.all and args.change_dir:
+        raise InputError(None, "--change-dir needs change detection: leave out --all")
     capture_path = str(transforms_path(args.capture).resolve())
     capture = read_capture(args.capture)
-    prepared = prepare_update(store.url, capture, update_cfg, capture_path=capture_path)
+    prepared = prepare_update(
+        store.url, capture, update_cfg, capture_path=capture_path, dry_run=args.dry_run,
+        renderer=None if args.all else StoreRenderer(store),
+    )
     merge = prepared.merge
+    change_dir = args.change_dir or ("change" if args.dry_run else None)
+    if prepared.change is not None and change_dir:
+        _write_change_pictures(store, prepared, Path(change_dir), Path(capture_path).parent)
     if not args.json:
         print(
             f"{capture_path}: {len(capture)} frames, {len(merge.added)} new, {len(merge.known)} recorded before; "
             f"{len(merge.superseded)} frames superseded by newer ones of the same place"
         )
-        print(f"affected blocks: {', '.join(prepared.affected) or 'none'}")
+        for line in verdict_lines(prepared):
+            print(line)
+        if change_dir and prepared.change is not None:
+            print(f"change map: {Path(change_dir) / 'change_map.png'}, masks: {Path(change_dir) / 'masks'}")
+        print(f"blocks to retrain: {', '.join(prepared.affected) or 'none'}")
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(_dry_run_doc(prepared), indent=2, default=str))
+        return 0
     board, on_cluster = progress_board(len(prepared.affected), quiet=args.json)
     try:
         report = run_update(
@@ -89,3 +114,51 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def verdict_lines(prepared: Any) -> list[str]:
+    """Per block the new frames see: whether it is retrained and why."""
+    change = prepared.change
+    lines = []
+    for block_id in prepared.seen:
+        if change is None:
+            lines.append(f"{block_id}: retrain (--all: the new frames see it)")
+            continue
+        verdict = change.blocks[block_id]
+        if verdict.retrain:
+            lines.append(f"{block_id}: retrain: {verdict.reason}")
+        else:
+            lines.append(f"{block_id}: keep ({verdict.reason}); the new frames join its frame list for its next retrain")
+    return lines
+
+
+def _dry_run_doc(prepared: Any) -> dict[str, Any]:
+    merge = prepared.merge
+    return {
+        "capture": prepared.capture_path,
+        "added_frames": len(merge.added),
+        "known_frames": len(merge.known),
+        "superseded_frames": len(merge.superseded),
+        "seen": list(prepared.seen),
+        "affected": list(prepared.affected),
+        "change": None if prepared.change is None else prepared.change.to_dict(),
+    }
+
+
+def _write_change_pictures(store: Any, prepared: Any, out: Path, capture_dir: Path) -> None:
+    """change_map.png and masks/ in ``out``; the true change regions when the capture has a
+    ``change.json`` (the synthetic city's)."""
+    import numpy as np
+
+    from blocknerf.presentation.changemap import draw_change_map, write_change_masks
+
+    regions = []
+    truth = capture_dir / "change.json"
+    if truth.is_file():
+        try:
+            regions = [(tuple(r["centre_xy"]), float(r["radius_m"])) for r in json.loads(truth.read_text())["regions"]]
+        except (ValueError, KeyError, TypeError):
+            regions = []
+    cameras = np.array([c.c2w[:3, 3] for c in prepared.change.frames]).reshape(-1, 3)[:, :2]
+    draw_change_map(store.plan, prepared.change, out / "change_map.png", cameras_xy=cameras, regions=regions)
+    write_change_masks(prepared.change, out / "masks")
