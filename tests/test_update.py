@@ -483,7 +483,7 @@ def run_update_command(url: Path, capture: Path, fault: str | None) -> subproces
     if fault:
         env[FAULT_ENV] = fault
     cmd = [sys.executable, "-m", "blocknerf", "update", str(url), str(capture), "--steps", "3",
-           "--in-process", "--threads-per-worker", "1", "--json"]
+           "--in-process", "--threads-per-worker", "1", "--all", "--json"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
