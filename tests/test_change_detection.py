@@ -78,7 +78,7 @@ def test_appearance_alone_changes_no_pixel_and_a_new_object_does(tiny_city, gain
 
 
 @pytest.fixture(scope="module")
-def city_change(tmp_path_factory) -> Path:  # noqa: ANN001
+def city_change(tmp_path_factory) -> Path:
     """The tiny city after the change (``synth --change``), the same size as ``tiny_city``."""
     out = tmp_path_factory.mktemp("city_change") / "change"
     assert main(["synth", str(out), "--grid", "1x1", "--size", "64x48", "--change", "--quiet"]) == 0
@@ -86,7 +86,7 @@ def city_change(tmp_path_factory) -> Path:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def world(tiny_city) -> SimpleNamespace:  # noqa: ANN001
+def world(tiny_city) -> SimpleNamespace:
     """The tiny city's capture, a 30 m grid plan of it and the ground-truth renderer of the city
     as it was (sky included: opacity 1)."""
     capture = read_capture(tiny_city)
@@ -94,14 +94,14 @@ def world(tiny_city) -> SimpleNamespace:  # noqa: ANN001
     plan = plan_blocks(capture.camera_arrays(), PartitionConfig(strategy="grid", spacing_m=SPACING_M), geo_origin=(geo.lat, geo.lon, geo.alt))
     city = load_city(tiny_city)
 
-    def renderer(frame, k):  # noqa: ANN001, ANN202 - a FrameRenderer
+    def renderer(frame, k):
         rgb, depth = render_city(city, frame.c2w, k, supersample=1)
         return [FrameRender(rgb, depth, np.ones(depth.shape, np.float32))]
 
     return SimpleNamespace(capture=capture, plan=plan, renderer=renderer)
 
 
-def detect(world: SimpleNamespace, new, where: Path):  # noqa: ANN001, ANN201
+def detect(world: SimpleNamespace, new, where: Path):
     """Merge ``new`` into the world's capture and detect changes in its fresh frames."""
     cfg = UpdateConfig()
     merge = merge_captures(world.capture, new, distance=cfg.distance_for(world.plan.radii), angle_deg=15.0, where=where)
@@ -148,7 +148,7 @@ def test_a_change_affects_the_blocks_around_it_only(world, city_change):
 
 
 @pytest.fixture(scope="module")
-def recaptured_store(tiny_store, tmp_path_factory) -> SimpleNamespace:  # noqa: ANN001
+def recaptured_store(tiny_store, tmp_path_factory) -> SimpleNamespace:
     """A copy of the trained tiny store and a re-capture of six of its held-out views: new ids,
     a month later, brighter and warmer."""
     import shutil

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from blocknerf.cli.settings import add_config_argument
-from blocknerf.cli.train import add_training_arguments, progress_board, trained_line, training_flags
+from blocknerf.cli.train import (
+    add_training_arguments,
+    progress_board,
+    trained_line,
+    training_flags,
+)
 
 HELP = "merge a new capture of part of the city into a store, retrain only the blocks it changed, publish atomically"
 

@@ -43,15 +43,15 @@ def draw_change_map(
     ``cameras_xy``: (N, 2) new camera positions; ``regions``: known change regions as
     ((x, y), radius)."""
     path = Path(path)
-    blocks = getattr(report, "blocks")
-    points = getattr(report, "points").points
+    blocks = report.blocks
+    points = report.points.points
     lo = (plan.centers[:, :2] - plan.radii[:, None]).min(axis=0)
     hi = (plan.centers[:, :2] + plan.radii[:, None]).max(axis=0)
     pad = 0.05 * float(np.max(hi - lo))
     lo, hi = lo - pad, hi + pad
     header = 48
     scale = size_px / float(np.max(hi - lo))
-    width, height = int(math.ceil((hi[0] - lo[0]) * scale)), int(math.ceil((hi[1] - lo[1]) * scale)) + header
+    width, height = math.ceil((hi[0] - lo[0]) * scale), math.ceil((hi[1] - lo[1]) * scale) + header
     img = Image.new("RGB", (width, height), _PAPER)
     draw = ImageDraw.Draw(img, "RGBA")
 
@@ -110,7 +110,7 @@ def write_change_masks(report: object, directory: str | Path) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     out = []
-    for change in getattr(report, "frames"):
+    for change in report.frames:
         if not change.n_changed:
             continue
         mask = np.where(change.changed, 255, 0).astype(np.uint8)

@@ -11,10 +11,24 @@ lifted to world points); ``run`` the update itself and ``rollback_block``. See d
 """
 
 from blocknerf.updating.change_points import ChangePoints, lift_changes
-from blocknerf.updating.colour_transform import apply_colour_transform, fit_colour_transform
+from blocknerf.updating.colour_transform import (
+    apply_colour_transform,
+    fit_colour_transform,
+)
 from blocknerf.updating.config import ChangeConfig, UpdateConfig
-from blocknerf.updating.detector import BlockChange, ChangeReport, StoreRenderer, block_changes, detect_changes
-from blocknerf.updating.difference import FrameChange, FrameRender, FrameRenderer, frame_change
+from blocknerf.updating.detector import (
+    BlockChange,
+    ChangeReport,
+    StoreRenderer,
+    block_changes,
+    detect_changes,
+)
+from blocknerf.updating.difference import (
+    FrameChange,
+    FrameRender,
+    FrameRenderer,
+    frame_change,
+)
 from blocknerf.updating.merge import (
     SUPERSEDED_KEY,
     CaptureMerge,
@@ -25,7 +39,14 @@ from blocknerf.updating.merge import (
     record_id,
     superseded_ids,
 )
-from blocknerf.updating.run import PreparedUpdate, UpdateReport, prepare_update, rollback_block, run_update, update_store
+from blocknerf.updating.run import (
+    PreparedUpdate,
+    UpdateReport,
+    prepare_update,
+    rollback_block,
+    run_update,
+    update_store,
+)
 
 __all__ = [
     "SUPERSEDED_KEY",
@@ -37,18 +58,18 @@ __all__ = [
     "FrameChange",
     "FrameRender",
     "FrameRenderer",
+    "PreparedUpdate",
     "StoreRenderer",
+    "UpdateConfig",
+    "UpdateReport",
     "apply_colour_transform",
+    "block_causes",
     "block_changes",
+    "changed_blocks",
     "detect_changes",
     "fit_colour_transform",
     "frame_change",
     "lift_changes",
-    "PreparedUpdate",
-    "UpdateConfig",
-    "UpdateReport",
-    "block_causes",
-    "changed_blocks",
     "merge_captures",
     "merged_plan",
     "prepare_update",

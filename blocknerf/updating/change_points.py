@@ -42,7 +42,7 @@ class ChangePoints:
     """(N,) int64 flat pixel index, in that frame, the point came from."""
 
     def __len__(self) -> int:
-        return int(len(self.points))
+        return len(self.points)
 
     @classmethod
     def empty(cls) -> ChangePoints:

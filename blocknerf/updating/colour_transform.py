@@ -42,7 +42,7 @@ def fit_colour_transform(
         reg = ridge * len(xs) * np.eye(4)
         transform = np.linalg.solve(xs.T @ xs + reg, xs.T @ ys + reg @ IDENTITY)
         residual = np.abs(x @ transform - photo).sum(axis=1)
-        n_keep = max(8, int(round(keep * len(residual))))
+        n_keep = max(8, round(keep * len(residual)))
         use = np.zeros(len(residual), dtype=bool)
         use[np.argpartition(residual, min(n_keep, len(residual)) - 1)[:n_keep]] = True
     return transform

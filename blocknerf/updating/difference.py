@@ -21,7 +21,10 @@ import numpy as np
 from scipy import ndimage
 
 from blocknerf.capture.frames import Frame, Intrinsics
-from blocknerf.updating.colour_transform import apply_colour_transform, fit_colour_transform
+from blocknerf.updating.colour_transform import (
+    apply_colour_transform,
+    fit_colour_transform,
+)
 from blocknerf.updating.config import ChangeConfig
 
 

@@ -23,13 +23,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blocknerf.capture.frames import Capture
-from blocknerf.training.cluster import ClusterConfig, ProgressSink, TrainReport, train_blocks
 from blocknerf.errors import StoreError
 from blocknerf.store import BlockStore
+from blocknerf.training.cluster import (
+    ClusterConfig,
+    ProgressSink,
+    TrainReport,
+    train_blocks,
+)
 from blocknerf.updating.config import UpdateConfig
 from blocknerf.updating.detector import ChangeReport, detect_changes
 from blocknerf.updating.difference import FrameRenderer
-from blocknerf.updating.merge import CaptureMerge, block_causes, changed_blocks, merge_captures, merged_plan
+from blocknerf.updating.merge import (
+    CaptureMerge,
+    block_causes,
+    changed_blocks,
+    merge_captures,
+    merged_plan,
+)
 from partitioning import BlockPlan
 
 _VERSION_KEYS = ("block_id", "version", "checksum", "complete", "created")
