@@ -8,10 +8,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from blocknerf.cli.guards import add_outside_paths_argument, add_wait_argument, check_store_images, writer_lease
 from blocknerf.cli.settings import add_config_argument
-from blocknerf.cli.train import add_training_arguments, progress_board, trained_line, training_flags
+from blocknerf.cli.train import (
+    add_training_arguments,
+    progress_board,
+    trained_line,
+    training_flags,
+)
 
 HELP = "merge a new capture of part of the city into a store, retrain only the blocks it changed, publish atomically"
 
@@ -36,6 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", metavar="DIR", help="with a folder of photos: write their registration here "
                    "(default: updates/<folder>-<digest> in the store's capture directory)")
     p.add_argument("--sfm-threads", type=int, default=-1, metavar="N", help="with a folder of photos: CPU threads for SfM (default all)")
+    p.add_argument("--detect", action="store_true",
+                   help="retrain only the blocks where the city changed: render each new frame from the store, compare after a "
+                   "colour fit (experimental: a blurry store hides small changes); default: every block the new frames see")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say per block whether it would be retrained and why, write the change map; change nothing")
+    p.add_argument("--change-dir", metavar="DIR",
+                   help="write change_map.png and masks/ (per-frame changed pixels) here (with --detect; default with --dry-run: ./change)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_wait_argument(p)
     add_outside_paths_argument(p)
@@ -53,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
 def _update(store: object, args: argparse.Namespace) -> int:
     from blocknerf.capture.transforms import read_capture, transforms_path
     from blocknerf.cli.settings import resolve, storable
+    from blocknerf.errors import InputError
     from blocknerf.training.trainer import run_config
-    from blocknerf.updating import prepare_update, run_update
+    from blocknerf.updating import StoreRenderer, prepare_update, run_update
 
     flags = {
         **training_flags(args),
@@ -65,20 +79,36 @@ def _update(store: object, args: argparse.Namespace) -> int:
     update_cfg = settings.update
     overrides = {k: v for k, v in {"steps": args.steps, "time_budget_s": args.time_budget}.items() if v is not None}
     run_config(settings.train, warm=not args.from_scratch, overrides=overrides)  # bad values fail here, before any work
+    if args.change_dir and not args.detect:
+        raise InputError(None, "--change-dir needs change detection: add --detect")
     registration = None
     if is_photo_folder(args.capture):
         registration = register_photo_folder(args, store.capture.root)
         args.capture = registration["work"]
     capture_path = str(transforms_path(args.capture).resolve())
     capture = read_capture(args.capture, allow_outside_paths=args.allow_outside_paths)
-    prepared = prepare_update(store.url, capture, update_cfg, capture_path=capture_path)
+    prepared = prepare_update(
+        store.url, capture, update_cfg, capture_path=capture_path, dry_run=args.dry_run,
+        renderer=StoreRenderer(store) if args.detect else None,
+    )
     merge = prepared.merge
+    change_dir = args.change_dir or ("change" if args.dry_run else None)
+    if prepared.change is not None and change_dir:
+        _write_change_pictures(store, prepared, Path(change_dir), Path(capture_path).parent)
     if not args.json:
         print(
             f"{capture_path}: {len(capture)} frames, {len(merge.added)} new, {len(merge.known)} recorded before; "
             f"{len(merge.superseded)} frames superseded by newer ones of the same place"
         )
-        print(f"affected blocks: {', '.join(prepared.affected) or 'none'}")
+        for line in verdict_lines(prepared):
+            print(line)
+        if change_dir and prepared.change is not None:
+            print(f"change map: {Path(change_dir) / 'change_map.png'}, masks: {Path(change_dir) / 'masks'}")
+        print(f"blocks to retrain: {', '.join(prepared.affected) or 'none'}")
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(_dry_run_doc(prepared), indent=2, default=str))
+        return 0
     board, on_cluster = progress_board(len(prepared.affected), quiet=args.json)
     try:
         report = run_update(
@@ -135,3 +165,51 @@ def register_photo_folder(args: argparse.Namespace, capture_root: Path) -> dict:
         print(report.format())
         print(f"new capture: {work / 'transforms.json'}")
     return {**report.to_dict(), "work": str(work)}
+
+
+def verdict_lines(prepared: Any) -> list[str]:
+    """Per block the new frames see: whether it is retrained and why."""
+    change = prepared.change
+    lines = []
+    for block_id in prepared.seen:
+        if change is None:
+            lines.append(f"{block_id}: retrain (the new frames see it; --detect looks for where the city changed)")
+            continue
+        verdict = change.blocks[block_id]
+        if verdict.retrain:
+            lines.append(f"{block_id}: retrain: {verdict.reason}")
+        else:
+            lines.append(f"{block_id}: keep ({verdict.reason}); the new frames join its frame list for its next retrain")
+    return lines
+
+
+def _dry_run_doc(prepared: Any) -> dict[str, Any]:
+    merge = prepared.merge
+    return {
+        "capture": prepared.capture_path,
+        "added_frames": len(merge.added),
+        "known_frames": len(merge.known),
+        "superseded_frames": len(merge.superseded),
+        "seen": list(prepared.seen),
+        "affected": list(prepared.affected),
+        "change": None if prepared.change is None else prepared.change.to_dict(),
+    }
+
+
+def _write_change_pictures(store: Any, prepared: Any, out: Path, capture_dir: Path) -> None:
+    """change_map.png and masks/ in ``out``; the true change regions when the capture has a
+    ``change.json`` (the synthetic city's)."""
+    import numpy as np
+
+    from blocknerf.presentation.changemap import draw_change_map, write_change_masks
+
+    regions = []
+    truth = capture_dir / "change.json"
+    if truth.is_file():
+        try:
+            regions = [(tuple(r["centre_xy"]), float(r["radius_m"])) for r in json.loads(truth.read_text())["regions"]]
+        except (ValueError, KeyError, TypeError):
+            regions = []
+    cameras = np.array([c.c2w[:3, 3] for c in prepared.change.frames]).reshape(-1, 3)[:, :2]
+    draw_change_map(store.plan, prepared.change, out / "change_map.png", cameras_xy=cameras, regions=regions)
+    write_change_masks(prepared.change, out / "masks")

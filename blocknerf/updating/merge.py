@@ -27,8 +27,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from blocknerf.capture.frames import Capture, Frame
-from blocknerf.errors import InputError
 from blocknerf.capture.geo import LLA, GeoFrame
+from blocknerf.errors import InputError
 from partitioning import BlockPlan, affected_blocks, extend_plan
 
 SUPERSEDED_KEY = "superseded_by"

@@ -23,11 +23,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blocknerf.capture.frames import Capture
-from blocknerf.training.cluster import ClusterConfig, ProgressSink, TrainReport, train_blocks
 from blocknerf.errors import StoreError
 from blocknerf.store import BlockStore
+from blocknerf.training.cluster import (
+    ClusterConfig,
+    ProgressSink,
+    TrainReport,
+    train_blocks,
+)
 from blocknerf.updating.config import UpdateConfig
-from blocknerf.updating.merge import CaptureMerge, block_causes, changed_blocks, merge_captures, merged_plan
+from blocknerf.updating.detector import ChangeReport, detect_changes
+from blocknerf.updating.difference import FrameRenderer
+from blocknerf.updating.merge import (
+    CaptureMerge,
+    block_causes,
+    changed_blocks,
+    merge_captures,
+    merged_plan,
+)
 from partitioning import BlockPlan
 
 VERSION_KEYS = ("block_id", "version", "checksum", "complete", "created")
@@ -47,7 +60,12 @@ class UpdateReport:
     superseded: dict[str, str] = field(default_factory=dict)
     """Frame id -> the newer frame of the same place that replaces it."""
     affected: tuple[str, ...] = ()
-    """Blocks the new frames touch (``affected_blocks``) or whose frames changed."""
+    """Blocks retrained: those holding a change (or, with ``--all``, every block the new frames
+    touch or whose frames changed)."""
+    seen: tuple[str, ...] = ()
+    """Blocks the new frames touch or whose frames changed (``changed_blocks``)."""
+    change: dict[str, Any] | None = None
+    """What change detection found (``ChangeReport.to_dict``); None when it was not run."""
     train: TrainReport = field(default_factory=TrainReport)
     """Training of the affected blocks (``skipped``: up to date)."""
     published: dict[str, int] = field(default_factory=dict)
@@ -69,6 +87,8 @@ class UpdateReport:
             "known_frames": self.known,
             "superseded_frames": len(self.superseded),
             "affected": list(self.affected),
+            "seen": list(self.seen),
+            "change": self.change,
             "published": self.published,
             "up_to_date": self.train.skipped,
             "failed": self.train.failed,
@@ -92,18 +112,41 @@ class PreparedUpdate:
     published_records: int
     """The records revision published when the update began."""
     affected: tuple[str, ...]
-    """Blocks to consider, in plan order (see ``changed_blocks``)."""
+    """Blocks to retrain, in plan order: those ``change`` found changed, or without change
+    detection all of ``seen``."""
+    seen: tuple[str, ...]
+    """Blocks the new frames see or whose frames changed, in plan order (``changed_blocks``); those
+    not affected get the new frames in their frame lists for their next retrain."""
+    change: ChangeReport | None
+    """What change detection found; None when every seen block is retrained (``update --all``)."""
     warm_start: Mapping[str, int]
     """Block id -> its published version when the update began (what warm starts begin from)."""
     causes: Mapping[str, Mapping[str, Any]]
     """Block id -> ``caused_by`` of its new version: the capture, its frames in the block, the
-    frames superseded out of the block."""
+    frames superseded out of the block and, with change detection, the change in its region."""
+    dry_run: bool = False
+    """Nothing was written: the update can be shown, not run."""
 
 
-def prepare_update(store_url: str, capture: Capture, update_cfg: UpdateConfig, *, capture_path: str) -> PreparedUpdate:
+def prepare_update(
+    store_url: str,
+    capture: Capture,
+    update_cfg: UpdateConfig,
+    *,
+    capture_path: str,
+    renderer: FrameRenderer | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> PreparedUpdate:
     """Merge ``capture`` into the store's published record and write the merged record and plan
-    as an unpublished records revision; find the blocks to retrain. Readers see no change."""
-    store = BlockStore.open(store_url, writable=True)
+    as an unpublished records revision (not with ``dry_run``); find the blocks to retrain.
+    Readers see no change.
+
+    ``renderer``: how the published store renders a new frame (e.g. ``StoreRenderer(store)``);
+    with one, only blocks where the new frames show a change are retrained (``detect_changes``);
+    without, every block the new frames see (``update --all``).
+    """
+    store = BlockStore.open(store_url, writable=not dry_run)
     manifest = store.manifest()
     plan = store.read_plan(manifest.records)
     merge = merge_captures(
@@ -111,8 +154,16 @@ def prepare_update(store_url: str, capture: Capture, update_cfg: UpdateConfig, *
         distance=update_cfg.distance_for(plan.radii), angle_deg=update_cfg.supersede_angle_deg, where=capture_path,
     )
     new_plan = merged_plan(plan, merge)
-    records = store.write_records(merge.capture, new_plan) if merge.changed else None
-    affected = changed_blocks(plan, new_plan, merge)
+    records = store.write_records(merge.capture, new_plan) if merge.changed and not dry_run else None
+    seen = changed_blocks(plan, new_plan, merge)
+    change = None
+    affected = seen
+    if renderer is not None and seen:
+        change = detect_changes(
+            _fresh_frames(merge), renderer, new_plan, update_cfg.change, seen_blocks=seen,
+            references=_references(merge), progress=progress,
+        )
+        affected = change.affected
     return PreparedUpdate(
         store_url=store_url,
         capture_path=capture_path,
@@ -120,8 +171,11 @@ def prepare_update(store_url: str, capture: Capture, update_cfg: UpdateConfig, *
         records=records,
         published_records=manifest.records,
         affected=affected,
+        seen=seen,
+        change=change,
         warm_start={b: v for b in affected if (v := manifest.version_of(b)) is not None},
-        causes={b: _cause(plan, new_plan, merge, b, capture_path) for b in affected},
+        causes={b: _cause(plan, new_plan, merge, b, capture_path, change) for b in affected},
+        dry_run=dry_run,
     )
 
 
@@ -146,12 +200,15 @@ def run_update(
     (default: ``train_cfg.warm_start_steps``, or ``steps`` from scratch) or ``time_budget_s``;
     ``force``: retrain the affected blocks even when they are up to date.
     """
+    if prepared.dry_run:
+        raise ValueError("a dry-run update cannot be run: prepare it again without dry_run")
     began = time.time()
     merge = prepared.merge
     changed_records = prepared.records is not None and prepared.records != prepared.published_records
     report = UpdateReport(
         capture=prepared.capture_path, added=merge.added, known=len(merge.known), superseded=dict(merge.superseded),
-        affected=prepared.affected, records=prepared.records if changed_records else None,
+        affected=prepared.affected, records=prepared.records if changed_records else None, seen=prepared.seen,
+        change=None if prepared.change is None else prepared.change.to_dict(),
     )
     if prepared.affected:
         report.train = train_blocks(
@@ -182,12 +239,14 @@ def update_store(
     update_cfg: UpdateConfig,
     *,
     capture_path: str,
+    renderer: FrameRenderer | None = None,
     **options: Any,
 ) -> UpdateReport:
     """Merge ``capture`` into a store, retrain the blocks it changes and publish them atomically
-    (``prepare_update`` then ``run_update``; ``options`` are those of ``run_update``)."""
+    (``prepare_update`` then ``run_update``; ``renderer`` as for ``prepare_update``, ``options``
+    those of ``run_update``)."""
     began = time.time()
-    prepared = prepare_update(store_url, capture, update_cfg, capture_path=capture_path)
+    prepared = prepare_update(store_url, capture, update_cfg, capture_path=capture_path, renderer=renderer)
     report = run_update(prepared, model_cfg, train_cfg, cluster_cfg, **options)
     report.seconds = time.time() - began
     return report
@@ -222,10 +281,32 @@ def rollback_block(store: BlockStore, block_id: str, to: int | None = None) -> t
     return version, to
 
 
-def _cause(before: BlockPlan, after: BlockPlan, merge: CaptureMerge, block_id: str, capture_path: str) -> dict[str, Any]:
-    """Why a block is updated: the capture, its new frames in the block, the frames superseded."""
+def _cause(
+    before: BlockPlan, after: BlockPlan, merge: CaptureMerge, block_id: str, capture_path: str, change: ChangeReport | None
+) -> dict[str, Any]:
+    """Why a block is updated: the capture, its new frames in the block, the frames superseded
+    and, with change detection, the change found in its region (points, pixels, world box)."""
     gained, lost = block_causes(before, after, merge, block_id)
-    return {"capture": capture_path, "frames": gained, "count": len(gained), "superseded": lost}
+    cause: dict[str, Any] = {"capture": capture_path, "frames": gained, "count": len(gained), "superseded": lost}
+    if change is not None and block_id in change.blocks:
+        found = change.blocks[block_id].to_dict()
+        cause["change"] = {k: found[k] for k in ("points", "pixels", "frames", "box")}
+    return cause
+
+
+def _fresh_frames(merge: CaptureMerge) -> list[Any]:
+    """The new capture's frames that nothing supersedes: what change detection compares."""
+    return [merge.capture.frame(f) for f in merge.incoming if f not in merge.superseded]
+
+
+def _references(merge: CaptureMerge) -> dict[str, Any]:
+    """New frame id -> a recorded frame it supersedes (the same place, photographed before)."""
+    out: dict[str, Any] = {}
+    for old, new in sorted(merge.superseded.items()):
+        if old not in merge.incoming:
+            out.setdefault(new, merge.capture.frame(old))
+    return out
+
 
 
 __all__ = ["PreparedUpdate", "UpdateReport", "prepare_update", "rollback_block", "run_update", "update_store"]
