@@ -167,12 +167,12 @@ class Compositor:
         vis = np.zeros(len(selection))
         renders: dict[BlockKey, RenderResult] = {}
         drawn: dict[BlockKey, int] = {}
-        warm = {s.key for s in selection if settled or any(level_key(s.key, k) in cache for k in range(len(self.streamer.levels(s.key))))}
+        warm = {s.key for s in selection if any(level_key(s.key, k) in cache for k in range(len(self.streamer.levels(s.key))))}
         for i, s in enumerate(selection):
             if planned[i] is None:
                 continue
-            spent = 0.0 if settled else float(sum(load_ms.values()))
-            drawn[s.key] = self._level_to_draw(s.key, int(planned[i]), spent, warm=s.key in warm)
+            level = int(planned[i])  # type: ignore[arg-type]
+            drawn[s.key] = level if settled else self._level_to_draw(s.key, level, float(sum(load_ms.values())), warm=s.key in warm)
             lease = ExitStack()
             try:
                 block = lease.enter_context(self._leased(level_key(s.key, drawn[s.key]), load_ms))
