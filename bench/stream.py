@@ -2,6 +2,7 @@
 
     python bench/stream.py [--budget 200MB] [--frames 60] [--out bench/results/stream.json]
     python bench/stream.py quality --store city.zarr [--views 12]     # a trained store (see below)
+    python bench/stream.py lod [--frames 40] [--budget 200MB]          # levels of detail (see below)
 
 Cities: square grids of 1, 4x4 and 8x8 blocks, 80 m apart with 50 % overlap (radius 80 m), of
 *untrained* blocks of the full default size (ModelConfig(): 16 levels x 2^18 x 2 float32 hash
@@ -23,6 +24,17 @@ range) and at a point where three blocks are blended, after a warm-up frame (blo
 the two nearest neighbouring blocks (blended and, for contrast, one block at a time). Run it on
 the trained synthetic 2x2 city (``blocknerf demo`` or synth + partition + train) and it adds a
 ``quality`` section to the results file.
+
+``lod`` compares levels of detail with whole blocks over the same flythrough of a 64-block city of
+*baked* blocks (the colour heads of the untrained field, and a bake at 256^3 with four levels,
+32^3 .. 256^3, of a textured shell like the one above: opaque facades whose features vary at
+wavelengths of 4 to 64 voxels), every block within twice its radius blended (``max_blocks: null``,
+``range_factor: 2``) in both modes: bytes loaded
+and peak bytes resident, the PSNR of each block's render at the level it drew against its finest
+level per distance band (band 0: the block the camera is in) and of the whole composite, the time
+to the first frame after a jump across the city (no prefetcher; each jump lands where nothing is
+loaded), and peak RSS of the LoD flythrough in a 16- and a 64-block city. It adds a ``lod`` object
+to the results file.
 """
 
 from __future__ import annotations
@@ -270,6 +282,182 @@ def quality(store_url: str, views: int, threads: int | None) -> dict[str, Any]:
     return {"store": store_url, "composite": comp, "pop": pops, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+# -- levels of detail ---------------------------------------------------------------------------------
+LOD_RESOLUTION = 256
+
+
+def textured_shell(x01: "Any", features: int) -> tuple["Any", "Any"]:
+    """Density (opaque in the shell 0.5 <= |u|_inf <= 0.6) and ``features`` channels of sines of
+    wavelengths 4 to 64 voxels of the finest level (u = 4 x - 2, one voxel 1/64 of u)."""
+    import torch
+
+    u = x01 * 4.0 - 2.0
+    m = u.abs().amax(dim=-1)
+    sigma = torch.where((m >= 0.5) & (m <= 0.6), torch.full_like(m, 60.0), torch.zeros_like(m))
+    cycles = (1.0, 2.0, 4.0, 8.0, 16.0)  # per unit of u: 64 .. 4 voxels per wavelength
+    chans = [torch.sin(2.0 * math.pi * cycles[i % 5] * u[:, i % 3] + 0.7 * i) for i in range(features)]
+    return sigma, torch.stack(chans, dim=-1)
+
+
+def write_lod_city(path: Path, blocks: int) -> dict[str, Any]:
+    """A store of ``blocks`` baked blocks (heads + four levels; no hash tables) on the grid of
+    ``write_city``; all share one bake, written once per block."""
+    import torch
+
+    from blocknerf.capture.frames import Capture, Frame, Intrinsics
+    from blocknerf.model.bake import bake_levels, levels_record
+    from blocknerf.model.baked_block import HEAD_ARRAYS
+    from blocknerf.model.block import BlockModel
+    from blocknerf.model.bounds import BlockBounds
+    from blocknerf.model.config import BakeConfig, ModelConfig
+    from blocknerf.model.field import BlockField
+    from blocknerf.store import BlockStore
+    from partitioning import BlockPlan, BlockSpec, PartitionConfig
+
+    side = CITY_SIDES[blocks]
+    offsets = (np.arange(side) - 0.5 * (side - 1)) * SPACING_M
+    centres = [(float(x), float(y)) for x in offsets for y in offsets]
+    ids = [f"b{i:03d}_{j:03d}" for i in range(side) for j in range(side)]
+    specs = [BlockSpec(b, (x, y, 20.0), SPACING_M, 0.0, 40.0, neighbors=(), frames=("f0",), shares=(1.0,)) for b, (x, y) in zip(ids, centres)]
+    plan = BlockPlan(tuple(specs), "grid", PartitionConfig(spacing_m=SPACING_M), SPACING_M, n_frames=1)
+    k = Intrinsics.from_fov(320, 240, math.radians(85.0))
+    capture = Capture(path.parent, (Frame("f0", path.parent / "f0.png", k, np.eye(4), 0),))
+    store = BlockStore.create(path, plan=plan, capture=capture, force=True)
+    cfg = ModelConfig()
+    torch.manual_seed(0)
+    fld = BlockField(cfg, num_images=1, with_exposure=False)
+    nfeat = int(fld.density(torch.rand(2, 3))[1].shape[-1])
+    t0 = time.perf_counter()
+    occupied = torch.from_numpy(shell_occupancy(cfg.occupancy.resolution))
+    bake_cfg = BakeConfig(max_resolution=LOD_RESOLUTION, levels=4)
+    grids = bake_levels(lambda x: textured_shell(x, nfeat), LOD_RESOLUTION, bake_cfg, occupied=occupied)
+    baked, levels = levels_record(grids)
+    bake_s = time.perf_counter() - t0
+    versions = {}
+    for spec in specs:
+        bounds = BlockBounds.from_spec(spec.center, spec.radius_m, spec.z_min, spec.z_max)
+        arrays, attrs = BlockModel(spec.id, bounds, cfg, fld, occupied, ("f0",)).to_record()
+        heads = {n: a for n, a in arrays.items() if HEAD_ARRAYS.match(n)}
+        attrs["baked"] = {"resolution": LOD_RESOLUTION, "brick": bake_cfg.brick, "bricks": levels[-1]["bricks"],
+                          "nbytes": int(sum(a.nbytes for a in baked.values())), "levels": levels}
+        versions[spec.id] = store.write_version(spec.id, {**heads, **baked}, attrs)
+    store.publish(versions)
+    return {"blocks": blocks, "bake_s": round(bake_s, 2), "write_s": round(time.perf_counter() - t0, 2),
+            "levels": [{k: lv[k] for k in ("resolution", "bricks", "nbytes")} for lv in levels]}
+
+
+LOD_RANGE_FACTOR = 2.0
+"""Blocks within twice their radius blend (about 12 on this grid): what levels of detail make
+affordable, and what whole blocks pay full detail for."""
+
+
+def _lod_config(budget: str, lod: bool, prefetch: bool = True) -> Any:
+    from streaming.config import StreamConfig, parse_bytes
+
+    return StreamConfig(memory_budget_mb=parse_bytes(budget) / 1e6, device="cpu", lod=lod, max_blocks=None,
+                        visibility_threshold=0.0, prefetch=prefetch, range_factor=LOD_RANGE_FACTOR)
+
+
+def child_lod(store: str, budget: str, frames: int, lod: bool, size: int, jumps: int, threads: int) -> dict[str, Any]:
+    """One city, one mode: the flythrough's bytes, then (LoD) per-band PSNR, then cold jumps."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from blocknerf.evaluation.metrics import psnr
+    from blocknerf.store import BlockStore
+    from partitioning.layouts import heading_poses
+    from streaming.camera_path import CameraPath
+    from streaming.compositor import Compositor
+    from streaming.flythrough import render_flythrough
+    from streaming.streamer import BlockStreamer
+
+    rss_start = peak_rss_mb()
+    positions = serpentine(frames, 8.0)
+    heading = np.diff(positions, axis=0, append=positions[-1:] + (positions[-1:] - positions[-2:-1]))
+    c2w = heading_poses(positions, np.arctan2(heading[:, 1], heading[:, 0]), math.radians(5.0))
+    path = CameraPath(c2w, np.full(frames, 60.0), fps=10.0)
+    wh = (size, size * 3 // 4)
+    opened = BlockStore.open(store)
+    streamer = BlockStreamer.open(opened, _lod_config(budget, lod))
+    result = render_flythrough(streamer, path, size=wh, progress=False)
+    c = streamer.cache.counters()
+    out: dict[str, Any] = {"loaded_bytes": c.loaded_bytes, "peak_resident_bytes": c.peak_bytes, "over_budget_bytes": c.over_budget_bytes,
+                           "lod_summary": result.summary["lod"], "frames_per_s": result.summary["frames_per_s"],
+                           "blocks_per_frame_mean": result.summary["blocks_per_frame_mean"]}
+    out["peak_rss_mb_flythrough"] = round(peak_rss_mb(), 1)
+    if lod:
+        # Quality: each block at the level the settled view draws vs its finest, per distance band.
+        whole = Compositor(BlockStreamer.open(opened, _lod_config("4GB", False, prefetch=False)))
+        comp = Compositor(BlockStreamer.open(opened, _lod_config(budget, True, prefetch=False)))
+        bands: dict[str, list[float]] = {}
+        composite = []
+        for i in range(0, frames, max(1, frames // 8)):
+            view = path.view(i, wh)
+            settled = comp.render(view, settled=True)
+            full = whole.render(view)
+            composite.append(float(psnr(torch.from_numpy(settled.rgb), torch.from_numpy(full.rgb))))
+            for u in settled.used:
+                band = "0" if u.distance_m <= min(b.distance_m for b in settled.used) else str(1 + int(u.distance_m // SPACING_M))
+                key = (u.block_id, u.version)
+                a = comp.render_block(key, view, level=u.level).rgb
+                b = whole.render_block(key, view).rgb
+                bands.setdefault(band, []).append(min(99.0, float(psnr(a, b))))
+        out["psnr_by_band_db"] = {k: round(float(np.min(v)), 2) for k, v in sorted(bands.items())}
+        out["psnr_by_band_mean_db"] = {k: round(float(np.mean(v)), 2) for k, v in sorted(bands.items())}
+        out["psnr_composite_min_db"] = round(min(composite), 2)
+    # Cold jumps: a fresh streamer, no prefetcher; each jump goes to the far side of the city.
+    jumper = Compositor(BlockStreamer.open(opened, _lod_config(budget, lod, prefetch=False)))
+    rng = np.random.default_rng(0)
+    extent = 0.5 * (CITY_SIDES[64 if "64" in Path(store).name else 16] - 1) * SPACING_M
+    first_ms = []
+    x, y = -extent, -extent
+    for _ in range(jumps):
+        x, y = -np.sign(x) * extent * rng.uniform(0.6, 1.0), -np.sign(y) * extent * rng.uniform(0.6, 1.0)
+        view = CameraPath(heading_poses(np.array([[x, y, 2.0]]), np.array([rng.uniform(0, 2 * np.pi)]), math.radians(5.0)),
+                          np.array([60.0]), fps=10.0).view(0, wh)
+        t0 = time.perf_counter()
+        jumper.render(view)
+        first_ms.append(1e3 * (time.perf_counter() - t0))
+        jumper.streamer.cache.clear()  # the next jump lands cold, as across a city it would
+    out["first_frame_ms"] = [round(v, 1) for v in first_ms]
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["rss_after_imports_mb"] = round(rss_start, 1)
+    return out
+
+
+def lod_section(args: argparse.Namespace) -> dict[str, Any]:
+    """Write the 16- and 64-block baked cities, run the children, gather the ``lod`` object."""
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="blocknerf-lod-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    common = [args.budget, str(args.frames), str(args.size), str(args.jumps), str(args.threads)]
+    try:
+        cities = {n: write_lod_city(work / f"lod{n}.zarr", n) for n in (16, 64)}
+        print(f"wrote baked cities: {cities[64]}", flush=True)
+        runs = {mode: run_child(["_lod", str(work / "lod64.zarr"), mode, *common]) for mode in ("lod", "whole")}
+        rss16 = run_child(["_lod", str(work / "lod16.zarr"), "lod", *common])
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    lod, whole = runs["lod"], runs["whole"]
+    return {
+        "bytes_loaded_ratio": round(whole["loaded_bytes"] / max(1, lod["loaded_bytes"]), 2),
+        "peak_resident_ratio": round(whole["peak_resident_bytes"] / max(1, lod["peak_resident_bytes"]), 2),
+        "psnr_near_db": lod["psnr_by_band_db"].get("0"),
+        "first_frame_ms_median": round(float(np.median(lod["first_frame_ms"])), 1),
+        "first_frame_ms_median_whole": round(float(np.median(whole["first_frame_ms"])), 1),
+        "psnr_by_band_db": lod["psnr_by_band_db"],
+        "psnr_composite_min_db": lod["psnr_composite_min_db"],
+        "peak_rss_mb": {"16": rss16["peak_rss_mb_flythrough"], "64": lod["peak_rss_mb_flythrough"]},
+        "rss_growth_16_to_64": round(lod["peak_rss_mb_flythrough"] / rss16["peak_rss_mb_flythrough"] - 1.0, 4),
+        "details": {"budget": args.budget, "frames": args.frames, "size": [args.size, args.size * 3 // 4], "jumps": args.jumps,
+                    "city": cities[64], "lod": lod, "whole": whole, "lod_16": rss16,
+                    "load_average_1m": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count()},
+        "targets": {"bytes_loaded_ratio": 4.0, "peak_resident_ratio": 4.0, "psnr_near_db": 35.0, "first_frame_ms_median": 200.0,
+                    "rss_growth_16_to_64": 0.10},
+    }
+
+
 # -- main ------------------------------------------------------------------------------------------------
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_flythrough":
@@ -278,6 +466,32 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_fps":
         print(json.dumps(child_fps(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
         return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "_lod":
+        a = sys.argv[2:]
+        print(json.dumps(child_lod(a[0], a[2], int(a[3]), a[1] == "lod", int(a[4]), int(a[5]), int(a[6]))))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "lod":
+        p = argparse.ArgumentParser(prog="bench/stream.py lod")
+        p.add_argument("lod")
+        p.add_argument("--budget", default="200MB")
+        p.add_argument("--frames", type=int, default=40)
+        p.add_argument("--size", type=int, default=128, help="frame width (height 3/4 of it)")
+        p.add_argument("--jumps", type=int, default=7)
+        p.add_argument("--threads", type=int, default=0)
+        p.add_argument("--workdir", type=Path)
+        p.add_argument("--keep", action="store_true")
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+        args = p.parse_args()
+        result = lod_section(args)
+        print(json.dumps({k: v for k, v in result.items() if k != "details"}, indent=2))
+        doc = json.loads(args.out.read_text()) if args.out.exists() else {}
+        doc["lod"] = result
+        args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        t = result["targets"]
+        ok = all(result[k] >= t[k] for k in ("bytes_loaded_ratio", "peak_resident_ratio", "psnr_near_db")) and \
+            result["first_frame_ms_median"] <= t["first_frame_ms_median"] and result["rss_growth_16_to_64"] <= t["rss_growth_16_to_64"]
+        print(f"LoD targets: {'met' if ok else 'MISSED'}; wrote {args.out}")
+        return 0 if ok else 1
     if len(sys.argv) > 1 and sys.argv[1] == "quality":
         p = argparse.ArgumentParser(prog="bench/stream.py quality")
         p.add_argument("quality")
@@ -355,8 +569,9 @@ def main() -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if "quality" in previous:
-        result["quality"] = previous["quality"]
+    for section in ("quality", "lod"):
+        if section in previous:
+            result[section] = previous[section]
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     ok = growth <= 0.10 and result["cache_over_budget_bytes"] == 0
     print(f"targets (RSS growth <= 10 %, cache never over budget): {'met' if ok else 'MISSED'}; wrote {args.out}")

@@ -14,8 +14,13 @@ Two kinds of load share the budget:
   use, nor pinned (the blocks of the frame being rendered), nor protected (needed sooner), and give
   up rather than wait.
 
+Keys are (block id, version, level): each level of detail of a block is its own entry, loaded,
+charged and evicted on its own. ``evict_first(key)`` ranks entries for eviction: among those a load
+may evict, higher ranks go first (the streamer ranks finer levels higher, so far blocks keep their
+coarse levels longest), least recently used first within a rank.
+
 Counters: hits, misses, evictions, prefetch loads, prefetched blocks later hit, waits on loads in
-flight, and the milliseconds of every load.
+flight, the bytes loaded, and the milliseconds of every load.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, Generic, TypeVar
 from dask.utils import format_bytes
 
 from blocknerf.errors import BlockNerfError
-from streaming.protocol import BlockKey
+from streaming.protocol import LevelKey
 
 B = TypeVar("B")
 
@@ -39,10 +44,10 @@ B = TypeVar("B")
 class BlockTooLargeError(BlockNerfError):
     """A block does not fit in the memory budget on its own."""
 
-    def __init__(self, key: BlockKey, nbytes: int, max_bytes: int) -> None:
+    def __init__(self, key: LevelKey, nbytes: int, max_bytes: int) -> None:
         self.key, self.nbytes, self.max_bytes = key, nbytes, max_bytes
         super().__init__(
-            f"block {key[0]} v{key[1]} needs {format_bytes(nbytes)} but the memory budget is "
+            f"block {_name(key)} needs {format_bytes(nbytes)} but the memory budget is "
             f"{format_bytes(max_bytes)}; raise the budget (--memory-budget, stream.memory_budget_mb) "
             f"to at least {format_bytes(nbytes)}"
         )
@@ -51,9 +56,9 @@ class BlockTooLargeError(BlockNerfError):
 class CacheFullError(BlockNerfError):
     """The blocks in use leave no room for a block that must be loaded now."""
 
-    def __init__(self, key: BlockKey, nbytes: int, max_bytes: int, in_use: int) -> None:
+    def __init__(self, key: LevelKey, nbytes: int, max_bytes: int, in_use: int) -> None:
         super().__init__(
-            f"cannot load block {key[0]} v{key[1]} ({format_bytes(nbytes)}): the memory budget of "
+            f"cannot load block {_name(key)} ({format_bytes(nbytes)}): the memory budget of "
             f"{format_bytes(max_bytes)} is held by {format_bytes(in_use)} of blocks in use; raise "
             "the budget (--memory-budget) or blend fewer blocks (stream.max_blocks)"
         )
@@ -80,6 +85,8 @@ class CacheCounters:
     """Most bytes ever held plus reserved for loads in flight."""
     over_budget_bytes: int = 0
     """Most bytes ever held beyond the budget (0 unless a block was larger than its estimate)."""
+    loaded_bytes: int = 0
+    """Bytes charged for every completed load together (what streaming read, in memory terms)."""
 
     def minus(self, before: CacheCounters) -> dict[str, Any]:
         """Counter increments since ``before`` (for per-frame statistics)."""
@@ -122,6 +129,7 @@ class _Counts:
     load_ms: list[float] = field(default_factory=list)
     peak_bytes: int = 0
     over_budget_bytes: int = 0
+    loaded_bytes: int = 0
 
 
 class BlockCache(Generic[B]):
@@ -135,10 +143,11 @@ class BlockCache(Generic[B]):
     def __init__(
         self,
         max_bytes: int,
-        load: Callable[[BlockKey], B],
-        estimate: Callable[[BlockKey], int],
+        load: Callable[[LevelKey], B],
+        estimate: Callable[[LevelKey], int],
         *,
         nbytes: Callable[[B], int] = lambda block: int(block.nbytes),  # type: ignore[attr-defined]
+        evict_first: Callable[[LevelKey], int] = lambda key: 0,
     ) -> None:
         if max_bytes < 1:
             raise ValueError("max_bytes must be positive")
@@ -146,11 +155,12 @@ class BlockCache(Generic[B]):
         self._load = load
         self._estimate = estimate
         self._nbytes = nbytes
+        self._evict_first = evict_first
         self._cond = threading.Condition(threading.RLock())
-        self._entries: OrderedDict[BlockKey, _Entry[B]] = OrderedDict()
-        self._loading: dict[BlockKey, _Loading] = {}
-        self._estimates: dict[BlockKey, int] = {}
-        self._pinned: frozenset[BlockKey] = frozenset()
+        self._entries: OrderedDict[LevelKey, _Entry[B]] = OrderedDict()
+        self._loading: dict[LevelKey, _Loading] = {}
+        self._estimates: dict[LevelKey, int] = {}
+        self._pinned: frozenset[LevelKey] = frozenset()
         self._counts = _Counts()
         self._used = 0
         self._reserved = 0
@@ -160,7 +170,7 @@ class BlockCache(Generic[B]):
         with self._cond:
             return key in self._entries
 
-    def keys(self) -> list[BlockKey]:
+    def keys(self) -> list[LevelKey]:
         """Loaded keys, least recently used first."""
         with self._cond:
             return list(self._entries)
@@ -184,14 +194,20 @@ class BlockCache(Generic[B]):
                 hits=c.hits, misses=c.misses, evictions=c.evictions, prefetch_loads=c.prefetch_loads,
                 prefetch_hits=c.prefetch_hits, waits=c.waits, loads=len(c.load_ms), load_ms_total=float(sum(c.load_ms)),
                 used_bytes=self._used, peak_bytes=c.peak_bytes, over_budget_bytes=c.over_budget_bytes,
+                loaded_bytes=c.loaded_bytes,
             )
+
+    def charges(self) -> dict[LevelKey, int]:
+        """Bytes charged per loaded key, least recently used first."""
+        with self._cond:
+            return {k: e.charge for k, e in self._entries.items()}
 
     def load_times_ms(self) -> list[float]:
         """Milliseconds of every completed load, in completion order."""
         with self._cond:
             return list(self._counts.load_ms)
 
-    def estimate(self, key: BlockKey) -> int:
+    def estimate(self, key: LevelKey) -> int:
         """The size a block will be charged before it is loaded (remembered per key)."""
         with self._cond:
             known = self._estimates.get(key)
@@ -202,20 +218,20 @@ class BlockCache(Generic[B]):
         return known
 
     # -- pinning --------------------------------------------------------------------------------
-    def pin(self, keys: Collection[BlockKey]) -> None:
+    def pin(self, keys: Collection[LevelKey]) -> None:
         """Replace the pinned set: blocks the frame being rendered needs, which prefetches never
         evict (demand loads evict them only when nothing else is left)."""
         with self._cond:
             self._pinned = frozenset(keys)
 
     @property
-    def pinned(self) -> frozenset[BlockKey]:
+    def pinned(self) -> frozenset[LevelKey]:
         with self._cond:
             return self._pinned
 
     # -- demand loads ---------------------------------------------------------------------------
     @contextmanager
-    def lease(self, key: BlockKey) -> Iterator[B]:
+    def lease(self, key: LevelKey) -> Iterator[B]:
         """The loaded block for ``key`` (loading it if needed), not evictable until released."""
         block = self.acquire(key)
         try:
@@ -223,7 +239,7 @@ class BlockCache(Generic[B]):
         finally:
             self.release(key)
 
-    def acquire(self, key: BlockKey) -> B:
+    def acquire(self, key: LevelKey) -> B:
         """Lease a block, loading it on a miss; pair with ``release(key)``."""
         need = self.estimate(key)
         if need > self.max_bytes:
@@ -259,7 +275,7 @@ class BlockCache(Generic[B]):
             self._begin(key, need, by_prefetch=False)
         return self._run_load(key, leased=True)
 
-    def release(self, key: BlockKey) -> None:
+    def release(self, key: LevelKey) -> None:
         """End a lease taken with ``acquire``."""
         with self._cond:
             entry = self._entries.get(key)
@@ -269,7 +285,7 @@ class BlockCache(Generic[B]):
             self._cond.notify_all()
 
     # -- prefetch loads -------------------------------------------------------------------------
-    def prefetch(self, key: BlockKey, *, protected: Collection[BlockKey] = ()) -> bool:
+    def prefetch(self, key: LevelKey, *, protected: Collection[LevelKey] = ()) -> bool:
         """Load ``key`` ahead of need if that evicts nothing in use, pinned or ``protected``;
         True when it was loaded by this call."""
         need = self.estimate(key)
@@ -289,7 +305,7 @@ class BlockCache(Generic[B]):
             return False
         return True
 
-    def touch(self, key: BlockKey) -> bool:
+    def touch(self, key: LevelKey) -> bool:
         """Mark a loaded block as recently used (it is needed soon); False when it is not loaded."""
         with self._cond:
             if key not in self._entries:
@@ -298,7 +314,7 @@ class BlockCache(Generic[B]):
             return True
 
     # -- maintenance ----------------------------------------------------------------------------
-    def discard(self, keep: Callable[[BlockKey], bool]) -> list[BlockKey]:
+    def discard(self, keep: Callable[[LevelKey], bool]) -> list[LevelKey]:
         """Evict loaded blocks for which ``keep(key)`` is false (e.g. superseded versions), unless
         leased; returns the keys evicted."""
         with self._cond:
@@ -312,17 +328,18 @@ class BlockCache(Generic[B]):
         self.discard(lambda key: False)
 
     # -- internals (lock held unless noted) ------------------------------------------------------
-    def _demand_evictable(self, key: BlockKey, entry: _Entry[B]) -> bool:
+    def _demand_evictable(self, key: LevelKey, entry: _Entry[B]) -> bool:
         return not entry.leases
 
-    def _make_room(self, need: int, *, evictable: Callable[[BlockKey, _Entry[B]], bool]) -> bool:
+    def _make_room(self, need: int, *, evictable: Callable[[LevelKey, _Entry[B]], bool]) -> bool:
         """Evict least recently used evictable blocks (unpinned first) until ``need`` bytes fit.
         Evicts nothing when they would not make enough room."""
         free = self.max_bytes - self._used - self._reserved
         if free >= need:
             return True
         order = [k for k, e in self._entries.items() if evictable(k, e)]
-        order.sort(key=lambda k: k in self._pinned)  # stable: LRU order within each group
+        # Stable: LRU order within each group; unpinned first, higher ranks (finer levels) first.
+        order.sort(key=lambda k: (k in self._pinned, -self._evict_first(k)))
         victims, gained = [], 0
         for k in order:
             if free + gained >= need:
@@ -335,17 +352,17 @@ class BlockCache(Generic[B]):
             self._evict(k)
         return True
 
-    def _evict(self, key: BlockKey) -> None:
+    def _evict(self, key: LevelKey) -> None:
         entry = self._entries.pop(key)
         self._used -= entry.charge
         self._counts.evictions += 1
 
-    def _begin(self, key: BlockKey, reserved: int, *, by_prefetch: bool) -> None:
+    def _begin(self, key: LevelKey, reserved: int, *, by_prefetch: bool) -> None:
         self._loading[key] = _Loading(reserved, by_prefetch)
         self._reserved += reserved
         self._counts.peak_bytes = max(self._counts.peak_bytes, self._used + self._reserved)
 
-    def _run_load(self, key: BlockKey, *, leased: bool) -> B:
+    def _run_load(self, key: LevelKey, *, leased: bool) -> B:
         """Load outside the lock, then account for the block (takes the lock itself); a demand
         load enters the cache already leased, so nothing can evict it before its caller has it."""
         t0 = time.perf_counter()
@@ -372,10 +389,15 @@ class BlockCache(Generic[B]):
             self._entries[key] = _Entry(block, charge, leases=int(leased), prefetched=loading.by_prefetch, used=leased)
             self._used += charge
             self._counts.load_ms.append(ms)
+            self._counts.loaded_bytes += charge
             self._counts.peak_bytes = max(self._counts.peak_bytes, self._used + self._reserved)
             self._counts.over_budget_bytes = max(self._counts.over_budget_bytes, self._used + self._reserved - self.max_bytes)
             self._cond.notify_all()
             return block
+
+
+def _name(key: LevelKey) -> str:
+    return f"{key[0]} v{key[1]}" + (f" level {key[2]}" if len(key) > 2 and key[2] else "")
 
 
 __all__ = ["BlockCache", "BlockTooLargeError", "CacheCounters", "CacheFullError"]

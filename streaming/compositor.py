@@ -3,10 +3,18 @@
 Per view (Block-NeRF's recipe, made continuous in the camera position; see ``streaming.blend``):
 
 1. select the blocks within range of the camera (``BlockStreamer.select``: inverse distance
-   weights with a range taper, at most ``max_blocks``; always at least the nearest block);
-2. when more than one block remains, render each at low resolution (``visibility_size`` pixels
+   weights with a range taper, at most ``max_blocks`` unless it is None; always at least the
+   nearest block);
+2. choose each block's level of detail (``streaming.levels``): the one its projected size needs,
+   demoted while the frame's levels together exceed the memory budget. A block with no level
+   loaded when the frame begins (a cold camera: the first frame, or a jump) draws at its coarsest
+   level, so the frame never waits for fine levels; a block with some level loaded gets the
+   planned level, loaded now while the frame's loads stay within ``lod_frame_load_ms``, else the
+   finest level it has loaded below it. So later frames refine what a cold frame showed coarse
+   (sooner with the prefetcher, which loads the wanted levels in the background);
+3. when more than one block remains, render each at low resolution (``visibility_size`` pixels
    wide) and fade out blocks whose mean predicted visibility, weighted by opacity, is low;
-3. render the remaining blocks at full resolution with their matched appearance codes and blend
+4. render the remaining blocks at full resolution with their matched appearance codes and blend
    the colours with the normalised weights (per image, or per pixel scaled by each block's
    predicted visibility there);
 4. when the manifest places objects (``blocknerf compose``), render each through the same block
@@ -30,8 +38,9 @@ import numpy as np
 
 from blocknerf.errors import StoreError
 from streaming.blend import normalise, visibility_factors
-from streaming.protocol import BlockKey, CameraView, RenderableBlock
-from streaming.streamer import BlockStreamer, Snapshot
+from streaming.levels import fit_levels
+from streaming.protocol import BlockKey, CameraView, LevelKey, RenderableBlock
+from streaming.streamer import BlockStreamer, Selection, Snapshot
 
 if TYPE_CHECKING:
     import torch
@@ -57,11 +66,20 @@ class BlockUse:
     """Time spent getting the block from the cache (loading on a miss, waiting on a prefetch)."""
     render_ms: float
     """Time spent rendering the block (visibility test and full resolution)."""
+    level: int | None = 0
+    """Level of detail the block drew at (0 the coarsest); None: left out by the memory budget."""
+    wanted_level: int = 0
+    """Level the view needed (``streaming.levels``); above ``level`` while a finer one loads."""
+    levels: int = 1
+    """Levels of detail the block has."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.block_id,
             "version": self.version,
+            "level": self.level,
+            "wanted_level": self.wanted_level,
+            "levels": self.levels,
             "distance_m": round(self.distance_m, 3),
             "geometric_weight": round(self.geometric_weight, 6),
             "visibility": None if self.visibility is None else round(self.visibility, 4),
@@ -87,6 +105,8 @@ class CompositeFrame:
     frame_ms: float
     skipped: tuple[str, ...] = ()
     """Blocks the frame needed but left out because they are corrupt or unusable (``id vN``)."""
+    resident_bytes: dict[int, int] | None = None
+    """Bytes the cache held after the frame, per level of detail."""
 
     @property
     def used(self) -> tuple[BlockUse, ...]:
@@ -108,6 +128,7 @@ class CompositeFrame:
             "render_ms": round(self.render_ms, 2),
             "frame_ms": round(self.frame_ms, 2),
             "skipped_blocks": list(self.skipped),
+            "resident_bytes_by_level": {str(k): v for k, v in (self.resident_bytes or {}).items()},
         }
 
 
@@ -119,8 +140,10 @@ class Compositor:
         self.cfg = streamer.cfg
         self._frames = 0
 
-    def render(self, view: CameraView) -> CompositeFrame:
-        """Render one view: select, test visibility, render and blend (see the module docstring)."""
+    def render(self, view: CameraView, *, settled: bool = False) -> CompositeFrame:
+        """Render one view: select, choose levels, test visibility, render and blend (see the module
+        docstring). ``settled``: draw every block at its planned level, loading what is missing
+        now (the image the view settles to; for evaluation)."""
         t_frame = time.perf_counter()
         if self._frames % self.cfg.manifest_refresh_frames == 0:
             self.streamer.refresh()
@@ -133,8 +156,10 @@ class Compositor:
             raise StoreError(None, "no published blocks to render (train the store first)")
         skipped = [f"{s.key[0]} v{s.key[1]}" for s in selection if s.key in self.streamer.broken]
         selection = [s for s in selection if s.key not in self.streamer.broken]
-        cache.pin({s.key for s in selection})
-        geometric = np.array([s.weight for s in selection], dtype=np.float64)
+        wanted, planned = self._plan_levels(selection, view)
+        level_key = self.streamer.level_key
+        cache.pin({level_key(s.key, k) for s, p in zip(selection, planned) if p is not None for k in {0, p}})
+        geometric = np.array([s.weight if p is not None else 0.0 for s, p in zip(selection, planned)], dtype=np.float64)
         distances = np.array([s.candidate.distance_m for s in selection], dtype=np.float64)
         load_ms = {s.key: 0.0 for s in selection}
         render_ms = {s.key: 0.0 for s in selection}
@@ -144,10 +169,16 @@ class Compositor:
         low_view = CameraView(view.c2w, _low_res(view.intrinsics, self.cfg.visibility_size), exposure=view.exposure)
         vis = np.zeros(len(selection))
         renders: dict[BlockKey, RenderResult] = {}
+        drawn: dict[BlockKey, int] = {}
+        warm = {s.key for s in selection if any(level_key(s.key, k) in cache for k in range(len(self.streamer.levels(s.key))))}
         for i, s in enumerate(selection):
+            if planned[i] is None:
+                continue
+            level = int(planned[i])  # type: ignore[arg-type]
+            drawn[s.key] = level if settled else self._level_to_draw(s.key, level, float(sum(load_ms.values())), warm=s.key in warm)
             lease = ExitStack()
             try:
-                block = lease.enter_context(self._leased(s.key, load_ms))
+                block = lease.enter_context(self._leased(level_key(s.key, drawn[s.key]), load_ms))
             except StoreError as exc:  # corrupt or unusable: render without it (warned once)
                 self.streamer.mark_broken(s.key, exc)
                 skipped.append(f"{s.key[0]} v{s.key[1]}")
@@ -168,7 +199,7 @@ class Compositor:
         blended = [(s, float(wi)) for s, wi in zip(selection, weights) if wi > 0.0]
         for s, _ in blended:
             if s.key not in renders:  # every block failed the test: the one kept renders now
-                with self._leased(s.key, load_ms) as block:
+                with self._leased(level_key(s.key, drawn[s.key]), load_ms) as block:
                     t0 = time.perf_counter()
                     renders[s.key] = self._render_block(block, s.key, view, snap)
                     render_ms[s.key] += 1e3 * (time.perf_counter() - t0)
@@ -192,7 +223,7 @@ class Compositor:
             BlockUse(
                 s.key[0], s.key[1], s.candidate.distance_m, float(geo_norm[i]),
                 None if visibility is None else float(visibility[i]), float(weights[i]),
-                load_ms[s.key], render_ms[s.key],
+                load_ms[s.key], render_ms[s.key], drawn.get(s.key), wanted[i], len(self.streamer.levels(s.key)),
             )
             for i, s in enumerate(selection)
         ]
@@ -207,13 +238,17 @@ class Compositor:
             render_ms=float(sum(render_ms.values())),
             frame_ms=1e3 * (time.perf_counter() - t_frame),
             skipped=tuple(skipped),
+            resident_bytes=self.streamer.resident_bytes_by_level(),
         )
 
-    def render_block(self, key: BlockKey, view: CameraView, snapshot: Snapshot | None = None) -> RenderResult:
+    def render_block(self, key: BlockKey, view: CameraView, snapshot: Snapshot | None = None, *, level: int | None = None) -> RenderResult:
         """One block's render of a whole view (per-ray outputs, (H*W,) rays in row-major pixel
-        order), with its matched appearance code; for evaluation and comparisons."""
+        order) at ``level`` of detail (None: its finest), with its matched appearance code; for
+        evaluation and comparisons."""
         snap = snapshot or self.streamer.snapshot
-        with self._leased(key, {}) as block:
+        if level is None:
+            level = len(self.streamer.levels(key)) - 1
+        with self._leased(self.streamer.level_key(key, level), {}) as block:
             return self._render_block(block, key, view, snap)
 
     # -- internals ------------------------------------------------------------------------------
@@ -249,14 +284,35 @@ class Compositor:
                 layers.append(self._render_block(obj, (obj.block_id, obj.version or 0), view, snap))
         return composite_by_depth(layers, background=placed[0].background).rgb
 
+    def _plan_levels(self, selection: list[Selection], view: CameraView) -> tuple[list[int], list[int | None]]:
+        """Per selected block, the level the view wants and the level to draw within the memory
+        budget (None: left out); without ``stream.lod`` both are the finest."""
+        wanted = self.streamer.wanted_levels(selection, float(view.intrinsics.fx))
+        if not self.cfg.lod:
+            return wanted, list(wanted)
+        key = self.streamer.level_key
+        nbytes = [[self.streamer.estimate_nbytes(key(s.key, k)) for k in range(len(self.streamer.levels(s.key)))] for s in selection]
+        return wanted, fit_levels(wanted, nbytes, self.streamer.cache.max_bytes, drop=self.cfg.max_blocks is None)
+
+    def _level_to_draw(self, key: BlockKey, planned: int, spent_ms: float, *, warm: bool) -> int:
+        """``planned`` when it is loaded, or when the block is ``warm`` (some level of it was loaded
+        when the frame began) and the frame may still load (``lod_frame_load_ms``); else the finest
+        loaded level below it, else the coarsest (which the frame then loads)."""
+        cache = self.streamer.cache
+        if not self.cfg.lod or planned == 0 or self.streamer.level_key(key, planned) in cache:
+            return planned
+        if warm and spent_ms < self.cfg.lod_frame_load_ms:
+            return planned
+        return next((k for k in range(planned - 1, 0, -1) if self.streamer.level_key(key, k) in cache), 0)
+
     @contextmanager
-    def _leased(self, key: BlockKey, load_ms: dict[BlockKey, float]) -> Iterator[RenderableBlock]:
-        """The block for ``key`` from the cache, leased for the duration; time spent getting it is
-        added to ``load_ms[key]``."""
+    def _leased(self, key: LevelKey, load_ms: dict[BlockKey, float]) -> Iterator[RenderableBlock]:
+        """The level ``key`` of a block from the cache, leased for the duration; time spent getting
+        it is added to ``load_ms`` of its block."""
         cache = self.streamer.cache
         t0 = time.perf_counter()
         block = cache.acquire(key)
-        load_ms[key] = load_ms.get(key, 0.0) + 1e3 * (time.perf_counter() - t0)
+        load_ms[key[:2]] = load_ms.get(key[:2], 0.0) + 1e3 * (time.perf_counter() - t0)  # type: ignore[index]
         try:
             yield block
         finally:

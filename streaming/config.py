@@ -91,8 +91,10 @@ class StreamConfig:
     """Most memory the loaded blocks may take together, in MB (10^6 bytes); the LRU cache never
     exceeds it. A block larger than the budget is an error. ``--memory-budget`` takes a size with
     a unit (``parse_bytes``, i.e. dask's units): ``2GB`` is 2000 MB here, ``2GiB`` 2147.48 MB."""
-    max_blocks: int = 3
-    """Blend at most this many blocks per view (the nearest ones that pass the visibility test)."""
+    max_blocks: int | None = 3
+    """Blend at most this many blocks per view (the nearest ones that pass the visibility test);
+    None (``null``): every block in range, each at the level of detail the view needs, as many as
+    the memory budget holds (``streaming.levels.fit_levels``)."""
     range_factor: float = 1.0
     """A block is a candidate when the camera is within range_factor x its radius of its centre
     (Block-NeRF renders the blocks within a radius of the camera); the nearest block is always one."""
@@ -118,6 +120,18 @@ class StreamConfig:
     manifest_refresh_frames: int = 1
     """Re-read the store's manifest every this many frames, so that newly published versions are
     streamed as whole new blocks (1: every frame; reading it is cheap)."""
+    lod: bool = True
+    """Levels of detail: load a block's coarse level first and finer levels as its projected size
+    needs them (``lod_pixel_error``), evict finer levels first; False: every block at its finest
+    level (whole blocks). A block without levels (a network, an older bake) has one level."""
+    lod_pixel_error: float = 1.0
+    """A level is fine enough for a view when one of its voxels, at the block's distance and times
+    the block's blend weight, covers at most this many pixels."""
+    lod_frame_load_ms: float = 50.0
+    """A frame loads finer levels on demand only while its loads so far took less than this many
+    milliseconds; past it a block draws at the finest level it has loaded up to the one wanted
+    (its coarsest at least, which is always loaded) and the prefetcher or the next frames refine
+    it. 0: a frame never waits for a finer level; ``.inf``: always draws the wanted level."""
     chunk_rays: int = 16384
     """Rays rendered at once (bounds render memory)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -139,8 +153,10 @@ class StreamConfig:
     def validate(self) -> None:
         if self.memory_budget_mb <= 0:
             raise ValueError("memory_budget_mb must be positive")
-        if self.max_blocks < 1 or self.range_factor <= 0 or self.idw_power < 0:
-            raise ValueError("need max_blocks >= 1, range_factor > 0, idw_power >= 0")
+        if (self.max_blocks is not None and self.max_blocks < 1) or self.range_factor <= 0 or self.idw_power < 0:
+            raise ValueError("need max_blocks >= 1 (or null), range_factor > 0, idw_power >= 0")
+        if self.lod_pixel_error <= 0 or not self.lod_frame_load_ms >= 0:
+            raise ValueError("need lod_pixel_error > 0 and lod_frame_load_ms >= 0")
         if not 0.0 <= self.range_taper <= 1.0:
             raise ValueError("range_taper must be in [0, 1]")
         if not 0.0 <= self.visibility_threshold < 1.0 or self.visibility_ramp < 0:

@@ -63,7 +63,7 @@ def evaluate_composite(
     for f in tqdm(frames, desc="composite", unit="view", disable=not progress):
         view = CameraView(f.c2w, f.intrinsics, exposure=f.exposure, frame_id=f.id)
         gt = torch.from_numpy(np.array(load_image(f.image_path))).float().div(255.0)  # a writable copy for torch
-        frame = compositor.render(view)
+        frame = compositor.render(view, settled=True)
         rgb = torch.from_numpy(frame.rgb)
         per_view.append(
             {

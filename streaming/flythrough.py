@@ -4,8 +4,10 @@ Frames are rendered in order by the compositor while the prefetcher loads the bl
 ``prefetch_lookahead`` poses. The video is H.264 in yuv420p through imageio-ffmpeg (so width and
 height must be even); PNG frames are ``00000.png``, ``00001.png``, ... ``render_stats.json`` holds,
 per frame, the blocks used (ids, versions, distances, visibility, weights), the cache's hits,
-misses and evictions during the frame, load and render milliseconds, the mean absolute change from
-the previous frame and whether the dominant block switched; at the end a summary (cache totals,
+misses and evictions during the frame, load and render milliseconds, the level of detail each
+block drew at (and the one the view wanted), the bytes the cache held per level after the frame,
+the mean absolute change from the previous frame and whether the dominant block switched; at the
+end a summary (cache totals and bytes loaded, block draws and peak bytes resident per level,
 load-time percentiles, frames per second, peak cache bytes against the budget, and the
 frame-to-frame change at block switches against elsewhere, which shows any pop) and the
 resolved configuration.
@@ -100,7 +102,8 @@ def render_flythrough(
             prefetcher.start()
         for i in range(len(path)):
             if prefetcher is not None:
-                prefetcher.schedule(positions[i + 1 : i + 1 + cfg.prefetch_lookahead])
+                fx = path.view(min(i + 1, len(path) - 1), (width, height)).intrinsics.fx
+                prefetcher.schedule(positions[i + 1 : i + 1 + cfg.prefetch_lookahead], focal_px=float(fx))
             frame = compositor.render(path.view(i, (width, height)))
             pixels = (np.clip(frame.rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             if writer is not None:
@@ -192,6 +195,27 @@ def summarize(
         "peak_cache_bytes": counters.peak_bytes,
         "over_budget_bytes": counters.over_budget_bytes,
         "pop": pop_statistics(stats),
+        "lod": level_statistics(stats),
+    }
+
+
+def level_statistics(stats: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Levels of detail over a flythrough: how many block draws were at each level, how many were
+    coarser than the view wanted (still refining), and the peak bytes resident per level."""
+    drawn: dict[str, int] = {}
+    coarser = 0
+    peak: dict[str, int] = {}
+    for s in stats:
+        for b in s["blocks"]:
+            if b.get("weight", 0) > 0 and b.get("level") is not None:
+                drawn[str(b["level"])] = drawn.get(str(b["level"]), 0) + 1
+                coarser += int(b["level"] < b.get("wanted_level", b["level"]))
+        for level, nbytes in s.get("resident_bytes_by_level", {}).items():
+            peak[level] = max(peak.get(level, 0), int(nbytes))
+    return {
+        "draws_by_level": dict(sorted(drawn.items(), key=lambda kv: int(kv[0]))),
+        "draws_coarser_than_wanted": coarser,
+        "peak_resident_bytes_by_level": dict(sorted(peak.items(), key=lambda kv: int(kv[0]))),
     }
 
 
@@ -213,4 +237,4 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-__all__ = ["FlythroughResult", "check_budget", "pop_statistics", "render_flythrough", "summarize"]
+__all__ = ["FlythroughResult", "check_budget", "level_statistics", "pop_statistics", "render_flythrough", "summarize"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streaming.protocol import BlockKey
+from streaming.protocol import LevelKey
 from streaming.streamer import BlockStreamer
 
 
@@ -40,7 +40,7 @@ class Prefetcher:
         self._history: list[np.ndarray] = []
         self._history_len = max(2, history)
         self._cond = threading.Condition()
-        self._work: list[BlockKey] | None = None
+        self._work: list[LevelKey] | None = None
         self._busy = False
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -72,19 +72,21 @@ class Prefetcher:
         self.stop()
 
     # -- telling it where the camera goes --------------------------------------------------------
-    def schedule(self, positions: Sequence[np.ndarray] | np.ndarray) -> None:
-        """Prefetch for the upcoming camera positions (K, 3), soonest first (replaces earlier work)."""
+    def schedule(self, positions: Sequence[np.ndarray] | np.ndarray, *, focal_px: float | None = None) -> None:
+        """Prefetch for the upcoming camera positions (K, 3), soonest first (replaces earlier work):
+        the coarse levels of their blocks, and with ``focal_px`` (the views' focal length in
+        pixels) the finer levels the views will want."""
         pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)[: max(self.lookahead, 0)]
-        keys = self.streamer.keys_along(pos) if len(pos) else []
+        keys = self.streamer.keys_along(pos, focal_px=focal_px) if len(pos) else []
         with self._cond:
             self._work = keys
             self._cond.notify_all()
 
-    def observe(self, position: np.ndarray) -> None:
+    def observe(self, position: np.ndarray, *, focal_px: float | None = None) -> None:
         """Report the camera's current position; prefetch along its extrapolated motion."""
         self._history.append(np.asarray(position, dtype=np.float64).reshape(3))
         self._history = self._history[-self._history_len :]
-        self.schedule(extrapolate(np.array(self._history), self.lookahead))
+        self.schedule(extrapolate(np.array(self._history), self.lookahead), focal_px=focal_px)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until the scheduled work is done (or given up); False on timeout."""

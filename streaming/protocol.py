@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from blocknerf.model.renderer import Rays, RenderResult
 
 BlockKey = tuple[str, int]
-"""(block id, version): what the cache holds. A new published version is a different block."""
+"""(block id, version): one published block. A new published version is a different block."""
+LevelKey = tuple[str, int, int]
+"""(block id, version, level of detail): what the cache holds; level 0 is the coarsest (a block
+without levels has only level 0)."""
 
 
 class BlockRegion(Protocol):
@@ -94,4 +97,4 @@ class CameraView:
         }
 
 
-__all__ = ["BlockKey", "BlockRegion", "CameraView", "RenderableBlock"]
+__all__ = ["BlockKey", "BlockRegion", "CameraView", "LevelKey", "RenderableBlock"]

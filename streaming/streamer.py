@@ -6,6 +6,11 @@ re-reads the manifest when asked (the compositor asks every ``manifest_refresh_f
 Cache keys are (block id, version), so an update that publishes new versions while a flythrough
 renders is seen as whole new blocks from the next snapshot on, never as a mix within a frame;
 versions that are no longer published leave the cache.
+
+The cache holds levels of detail ((block id, version, level) keys, ``streaming.levels``): with
+``stream.lod`` a view loads a block's coarse level first and finer ones as its projected size needs
+them, and finer levels are evicted before coarse ones; without it every block loads at its finest
+level (a whole block).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from streaming.blend import geometric_weights
 from streaming.cache import BlockCache
 from streaming.config import StreamConfig
 from streaming.index import BlockIndex, Candidate
-from streaming.protocol import BlockKey, RenderableBlock
+from streaming.levels import level_for
+from streaming.protocol import BlockKey, LevelKey, RenderableBlock
 
 
 class BlockSource(Protocol):
@@ -36,12 +42,17 @@ class BlockSource(Protocol):
         """Ids, (B, 3) centres and (B,) radii of every planned block."""
         ...
 
-    def estimate_nbytes(self, key: BlockKey) -> int:
-        """Bytes the block will take once loaded, from metadata (reads no block data)."""
+    def levels(self, key: BlockKey) -> tuple[float, ...]:
+        """World size of a voxel at each level of detail of a block, coarsest first (one entry for
+        a block without levels), from metadata."""
         ...
 
-    def load(self, key: BlockKey) -> RenderableBlock:
-        """Load one version of one block (reads only that block's arrays)."""
+    def estimate_nbytes(self, key: LevelKey) -> int:
+        """Bytes one level of the block will take once loaded, from metadata (reads no block data)."""
+        ...
+
+    def load(self, key: LevelKey) -> RenderableBlock:
+        """Load one level of one version of one block (reads only that level's arrays)."""
         ...
 
     def appearance_document(self) -> Mapping[str, Any] | None:
@@ -75,29 +86,37 @@ class StoreSource:
         plan = self.store.plan
         return list(plan.ids), plan.centers, plan.radii
 
-    def estimate_nbytes(self, key: BlockKey) -> int:
-        block_id, version = key
-        if self._baked(key):
+    def levels(self, key: BlockKey) -> tuple[float, ...]:
+        from blocknerf.model.loading import level_voxels_m
+
+        info = self.store.version_info(*key)
+        return (0.0,) if info is None else level_voxels_m(info.attrs, self.renderer)
+
+    def estimate_nbytes(self, key: LevelKey) -> int:
+        block_id, version, level = key
+        if self._baked((block_id, version)):
             from blocknerf.model.loading import baked_nbytes_estimate
 
-            return baked_nbytes_estimate(self.store, block_id, version)
+            return baked_nbytes_estimate(self.store, block_id, version, level)
         stored = self.store.version_nbytes(block_id, version)
         info = self.store.version_info(block_id, version)
         # Occupancy is stored as packed bits but held as one bool per cell once loaded.
         g = int(info.attrs.get("occupancy_resolution", 0)) if info is not None else 0
         return int(stored + g**3)
 
-    def load(self, key: BlockKey) -> RenderableBlock:
-        """The block (baked or neural, per ``renderer``), with the matter inside the manifest's erased
-        boxes removed (an erase restricts the network, so a block under one loads its network)."""
+    def load(self, key: LevelKey) -> RenderableBlock:
+        """The block at the key's level of detail (baked or neural, per ``renderer``), with the matter
+        inside the manifest's erased boxes removed (an erase restricts the network, so a block under
+        one loads its network)."""
         from blocknerf.composition.edits import erased_boxes
         from blocknerf.composition.placed import erase_predicate, restrict
         from blocknerf.model.loading import load_renderable
 
         boxes = erased_boxes(self.store.manifest())
-        renderer = "neural" if boxes else self.renderer
-        block = load_renderable(self.store, key[0], key[1], renderer=renderer, device=self.device)
-        return restrict(block, erase_predicate(boxes)) if boxes else block
+        if boxes:
+            block = load_renderable(self.store, key[0], key[1], renderer="neural", device=self.device)
+            return restrict(block, erase_predicate(boxes))
+        return load_renderable(self.store, key[0], key[1], renderer=self.renderer, device=self.device, level=key[2])
 
     def appearance_document(self) -> Mapping[str, Any] | None:
         return self.store.read_document(AppearanceTable.DOCUMENT)
@@ -142,7 +161,10 @@ class BlockStreamer:
         cfg.validate()
         self.source = source
         self.cfg = cfg
-        self.cache: BlockCache[RenderableBlock] = BlockCache(cfg.memory_budget_bytes, load=source.load, estimate=source.estimate_nbytes)
+        self.cache: BlockCache[RenderableBlock] = BlockCache(
+            cfg.memory_budget_bytes, load=source.load, estimate=source.estimate_nbytes, evict_first=lambda key: key[2]
+        )
+        self._levels: dict[BlockKey, tuple[float, ...]] = {}
         self._regions: dict[str, tuple[np.ndarray, float]] = {}
         self._read_regions()
         self._lock = threading.Lock()
@@ -224,7 +246,7 @@ class BlockStreamer:
             power=self.cfg.idw_power,
             range_factor=self.cfg.range_factor,
             taper=self.cfg.range_taper,
-            max_blocks=self.cfg.max_blocks,
+            max_blocks=len(cands) if self.cfg.max_blocks is None else self.cfg.max_blocks,
         )
         picked = [Selection(c, snap.key(c.block_id), float(wi)) for c, wi in zip(cands, w) if wi > 0.0]
         if not picked:
@@ -233,13 +255,51 @@ class BlockStreamer:
         picked.sort(key=lambda s: (-s.weight, s.candidate.distance_m))
         return picked
 
-    def keys_along(self, positions: np.ndarray, snapshot: Snapshot | None = None) -> list[BlockKey]:
-        """Keys the views at ``positions`` (K, 3) will need, in order of first need."""
+    # -- levels of detail ------------------------------------------------------------------------
+    def levels(self, key: BlockKey) -> tuple[float, ...]:
+        """Voxel size of each level of a block, coarsest first (from metadata, remembered)."""
+        with self._lock:
+            known = self._levels.get(key)
+        if known is None:
+            known = tuple(float(v) for v in self.source.levels(key)) or (0.0,)
+            with self._lock:
+                self._levels[key] = known
+        return known
+
+    def level_key(self, key: BlockKey, level: int) -> LevelKey:
+        """The cache key of one level of a block."""
+        return (key[0], key[1], int(level))
+
+    def wanted_levels(self, selection: list[Selection], focal_px: float | None) -> list[int]:
+        """The level each selected block needs for a view of ``focal_px`` (``streaming.levels``):
+        the finest without ``stream.lod``; the coarsest when the focal length is unknown."""
+        total = sum(s.weight for s in selection)
+        out = []
+        for s in selection:
+            voxels = self.levels(s.key)
+            if not self.cfg.lod:
+                out.append(len(voxels) - 1)
+            elif focal_px is None:
+                out.append(0)
+            else:
+                w = s.weight / total if total > 0 else 1.0
+                out.append(level_for(voxels, s.candidate.distance_m, focal_px, weight=w, max_error_px=self.cfg.lod_pixel_error))
+        return out
+
+    def keys_along(self, positions: np.ndarray, snapshot: Snapshot | None = None, *, focal_px: float | None = None) -> list[LevelKey]:
+        """Level keys the views at ``positions`` (K, 3) will need, in order of first need: per
+        position, the coarse levels of its blocks before the finer levels they want (with
+        ``focal_px``, the views' focal length in pixels; without it only the coarse levels)."""
         snap = snapshot or self.snapshot
-        out: dict[BlockKey, None] = {}
+        out: dict[LevelKey, None] = {}
         for p in np.asarray(positions, dtype=np.float64).reshape(-1, 3):
-            for s in self.select(p, snap):
-                out.setdefault(s.key, None)
+            sel = self.select(p, snap)
+            wanted = self.wanted_levels(sel, focal_px)
+            first = wanted if not self.cfg.lod else [0] * len(sel)
+            for s, level in zip(sel, first):
+                out.setdefault(self.level_key(s.key, level), None)
+            for s, level in zip(sel, wanted):
+                out.setdefault(self.level_key(s.key, level), None)
         return list(out)
 
     def appearance_code(self, key: BlockKey, block: RenderableBlock, snapshot: Snapshot | None = None) -> Any:
@@ -272,9 +332,16 @@ class BlockStreamer:
         self.broken[key] = str(error)
         warnings.warn(f"{error}; rendering without block {key[0]} v{key[1]}", StoreWarning, stacklevel=2)
 
-    def estimate_nbytes(self, key: BlockKey) -> int:
-        """Bytes a block will be charged in the cache (from metadata)."""
+    def estimate_nbytes(self, key: LevelKey) -> int:
+        """Bytes one level of a block will be charged in the cache (from metadata)."""
         return self.cache.estimate(key)
+
+    def resident_bytes_by_level(self) -> dict[int, int]:
+        """Bytes the cache holds now, per level of detail."""
+        out: dict[int, int] = {}
+        for key, charge in self.cache.charges().items():
+            out[key[2]] = out.get(key[2], 0) + charge
+        return dict(sorted(out.items()))
 
 
 __all__ = ["BlockSource", "BlockStreamer", "Selection", "Snapshot", "StoreSource"]

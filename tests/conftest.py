@@ -109,7 +109,11 @@ def tiny_store_copy(tiny_store: Path, tmp_path: Path) -> Path:
 
 class FakeBlock:
     """A block for streaming tests: renders colour ``color + 0.1 * direction`` (+ the first three
-    values of its appearance code), opacity 1 and a constant predicted visibility; counts renders."""
+    values of its appearance code), opacity 1 and a constant predicted visibility; counts renders.
+
+    ``level_voxels_m``: voxel size of each level of detail, coarsest first (one level by default);
+    ``level_nbytes``: bytes of each level (``nbytes`` for all by default). A loaded level is a copy
+    whose ``level`` says which and whose colour is darker by ``0.1`` per level below the finest."""
 
     def __init__(
         self,
@@ -122,6 +126,8 @@ class FakeBlock:
         nbytes: int = 100,
         visibility: float = 0.9,
         appearance_dim: int = 3,
+        level_voxels_m: tuple[float, ...] = (0.0,),
+        level_nbytes: tuple[int, ...] | None = None,
     ) -> None:
         from types import SimpleNamespace
 
@@ -134,6 +140,20 @@ class FakeBlock:
         self.appearance_dim = appearance_dim
         self.renders = 0
         self.last_appearance = None
+        self.level_voxels_m = tuple(level_voxels_m)
+        self.level_nbytes = tuple(level_nbytes) if level_nbytes is not None else (nbytes,) * len(self.level_voxels_m)
+        self.level = len(self.level_voxels_m) - 1
+
+    def at_level(self, level: int) -> FakeBlock:
+        """This block's level ``level`` (itself for the finest)."""
+        import copy
+
+        if level == len(self.level_voxels_m) - 1:
+            return self
+        part = copy.copy(self)
+        part.level, part.nbytes = level, self.level_nbytes[level]
+        part.color = tuple(c - 0.1 * (len(self.level_voxels_m) - 1 - level) for c in self.color)
+        return part
 
     def render_rays(self, rays):  # noqa: ANN001, ANN201 - the RenderableBlock protocol
         import torch
@@ -167,6 +187,7 @@ class FakeSource:
         self.serial = 1
         self.estimate_scale = estimate_scale
         self.loads = []
+        self.level_loads = []
         self.document = None
         self.block_loads = block_loads  # optional callable(key) run inside load (e.g. to wait)
 
@@ -180,20 +201,26 @@ class FakeSource:
         latest = [self.blocks[(b, self.versions[b])] for b in ids]
         return ids, np.array([b.bounds.center for b in latest], dtype=float).reshape(-1, 3), np.array([b.bounds.radius for b in latest])
 
+    def levels(self, key):  # noqa: ANN001, ANN201
+        return self.blocks[key].level_voxels_m if key in self.blocks else (0.0,)
+
     def estimate_nbytes(self, key):  # noqa: ANN001, ANN201
-        block = self.blocks[key]
-        return int(getattr(block, "metadata_nbytes", block.nbytes) * self.estimate_scale)
+        block = self.blocks[key[:2]]
+        nbytes = block.level_nbytes[key[2]] if key[2] < len(block.level_nbytes) - 1 else getattr(block, "metadata_nbytes", block.nbytes)
+        return int(nbytes * self.estimate_scale)
 
     def load(self, key):  # noqa: ANN001, ANN201
+        """Level ``key[2]`` of block ``key[:2]``; ``loads`` records the block, ``level_loads`` the level."""
         from blocknerf.errors import InputError
 
         if self.block_loads is not None:
-            self.block_loads(key)
-        if key not in self.blocks:
+            self.block_loads(key[:2])
+        if key[:2] not in self.blocks:
             # As the store does: an error the command line reports in one line, not a KeyError.
             raise InputError(None, f"block {key[0]} has no version {key[1]}")
-        self.loads.append(key)
-        return self.blocks[key]
+        self.loads.append(key[:2])
+        self.level_loads.append(tuple(key))
+        return self.blocks[key[:2]].at_level(key[2])
 
     def appearance_document(self):  # noqa: ANN201
         return self.document

@@ -51,7 +51,7 @@ class BlockSourceContract:
         serial, versions = source.published()
         assert isinstance(serial, int) and versions
         for block_id, version in versions.items():
-            block = source.load((block_id, version))
+            block = source.load((block_id, version, 0))
             assert isinstance(block, RenderableBlock)
             assert (block.block_id, block.version) == (block_id, version)
 
@@ -65,22 +65,30 @@ class BlockSourceContract:
     def test_a_loaded_block_stands_in_its_region(self, source: BlockSource) -> None:
         ids, centers, radii = source.regions()
         for block_id, version in source.published()[1].items():
-            block = source.load((block_id, version))
+            block = source.load((block_id, version, 0))
             i = ids.index(block_id)
             np.testing.assert_allclose(block.bounds.center, centers[i], rtol=0, atol=1e-9)
             assert block.bounds.radius == pytest.approx(radii[i], abs=1e-9)
 
     def test_the_size_estimate_bounds_the_loaded_size_closely(self, source: BlockSource) -> None:
         # The cache charges the estimate before loading: below the loaded size it would overfill
-        # the budget, far above it it would waste the budget.
-        for key in source.published()[1].items():
-            estimate = source.estimate_nbytes(key)
-            block = source.load(key)
-            assert isinstance(estimate, int) and block.nbytes > 0
-            assert block.nbytes <= estimate <= 1.1 * block.nbytes, (key, estimate, block.nbytes)
+        # the budget, far above it it would waste the budget. Every level of detail is charged alone.
+        for block_key in source.published()[1].items():
+            for level in range(len(source.levels(block_key))):
+                key = (*block_key, level)
+                estimate = source.estimate_nbytes(key)
+                block = source.load(key)
+                assert isinstance(estimate, int) and block.nbytes > 0
+                assert block.nbytes <= estimate <= 1.1 * block.nbytes, (key, estimate, block.nbytes)
+
+    def test_levels_go_from_coarse_to_fine(self, source: BlockSource) -> None:
+        for block_key in source.published()[1].items():
+            voxels = source.levels(block_key)
+            assert len(voxels) >= 1 and all(v >= 0 for v in voxels)
+            assert all(a > b for a, b in zip(voxels, voxels[1:])), voxels  # each level finer than the last
 
     def test_loading_a_key_twice_gives_equal_blocks(self, source: BlockSource) -> None:
-        key = min(source.published()[1].items())
+        key = (*min(source.published()[1].items()), 0)
         first, second = source.load(key), source.load(key)
         assert (second.block_id, second.version, second.nbytes) == (first.block_id, first.version, first.nbytes)
         rays = rays_from_the_centre(first)
@@ -89,7 +97,7 @@ class BlockSourceContract:
             assert torch.equal(getattr(a, name), getattr(b, name)), name
 
     def test_a_loaded_block_renders_rays(self, source: BlockSource) -> None:
-        key = min(source.published()[1].items())
+        key = (*min(source.published()[1].items()), 0)
         block = source.load(key)
         out = block.render_rays(rays_from_the_centre(block, 8))
         assert out.rgb.shape == (8, 3) and out.depth.shape == out.opacity.shape == out.visibility.shape == (8,)
@@ -103,7 +111,7 @@ class BlockSourceContract:
     @pytest.mark.parametrize("which", ["unknown-block", "unknown-version"])
     def test_an_unknown_key_is_a_one_line_input_error(self, source: BlockSource, which: str) -> None:
         block_id, version = min(source.published()[1].items())
-        key = ("nope", 1) if which == "unknown-block" else (block_id, version + 99)
+        key = ("nope", 1, 0) if which == "unknown-block" else (block_id, version + 99, 0)
         with pytest.raises(InputError, match=rf"block {key[0]} .*version {key[1]}\b") as err:
             source.load(key)
         assert "\n" not in str(err.value)
@@ -116,8 +124,8 @@ class BlockSourceContract:
         assert serial_after > serial and new != old
         assert after == {**before, block_id: new}
         assert before[block_id] == old  # what published() returned earlier is a snapshot
-        assert source.load((block_id, new)).version == new
-        assert source.load((block_id, old)).version == old  # versions are immutable, not replaced
+        assert source.load((block_id, new, 0)).version == new
+        assert source.load((block_id, old, 0)).version == old  # versions are immutable, not replaced
 
     def test_the_appearance_document_reads_back_what_was_stored(self, source: BlockSource) -> None:
         assert source.appearance_document() is None
@@ -133,11 +141,14 @@ class TestFakeSource(BlockSourceContract):
 
     @pytest.fixture
     def source(self, fakes: SimpleNamespace) -> BlockSource:
-        return fakes.Source(fakes.grid(2))
+        blocks = fakes.grid(2)
+        blocks[0] = fakes.Block(blocks[0].block_id, center=blocks[0].bounds.center, radius=10.0, level_voxels_m=(2.0, 1.0), level_nbytes=(20, 100))
+        return fakes.Source(blocks)
 
     def publish_new_version(self, source: BlockSource, block_id: str) -> int:
         old = source.blocks[(block_id, source.versions[block_id])]
-        new = type(old)(block_id, version=old.version + 1, center=old.bounds.center, radius=old.bounds.radius, color=old.color, nbytes=old.nbytes)
+        new = type(old)(block_id, version=old.version + 1, center=old.bounds.center, radius=old.bounds.radius, color=old.color, nbytes=old.nbytes,
+                         level_voxels_m=old.level_voxels_m, level_nbytes=old.level_nbytes)
         source.publish(new)
         return new.version
 

@@ -164,7 +164,7 @@ class ReferenceLRU:
 
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["get", "prefetch", "pin"]), st.integers(0, 11), st.sets(st.integers(0, 11), max_size=3)),
+    st.tuples(st.sampled_from(["get", "prefetch", "pin"]), st.integers(0, 11), st.sets(st.integers(0, 11), max_size=3), st.integers(0, 2)),
     min_size=1,
     max_size=60,
 )
@@ -172,24 +172,39 @@ ops = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(sizes=st.lists(st.integers(1, 100), min_size=12, max_size=12), budget=st.integers(100, 400), sequence=ops)
-def test_budget_is_never_exceeded(sizes: list[int], budget: int, sequence: list[tuple[str, int, set[int]]]) -> None:
-    """Random sequences of demand loads, prefetches and pins: the bytes held plus the bytes
-    reserved never pass the budget, neither after an operation nor while a load is in flight."""
+def test_budget_is_never_exceeded(sizes: list[int], budget: int, sequence: list[tuple[str, int, set[int], int]]) -> None:
+    """Random sequences of demand loads, prefetches and pins of the levels of detail of 12 blocks
+    (level k of a block holds ``size // 4**(2 - k)`` bytes, at least 1; finer levels are evicted
+    first, as the streamer ranks them): the bytes held plus the bytes reserved never pass the
+    budget, neither after an operation nor while a load is in flight."""
     names = [f"b{i}" for i in range(12)]
-    cache, loader = make(budget, dict(zip(names, sizes)))
-    for op, i, others in sequence:
-        key = (names[i], 1)
+
+    def nbytes(key: tuple[str, int, int]) -> int:
+        return max(1, sizes[names.index(key[0])] // 4 ** (2 - key[2]))
+
+    transient: list[int] = []
+
+    def load(key: tuple[str, int, int]) -> SimpleNamespace:
+        transient.append(cache.accounted_bytes)  # room is made before loading
+        return SimpleNamespace(key=key, nbytes=nbytes(key))
+
+    cache = BlockCache(budget, load, nbytes, evict_first=lambda key: key[2])
+    for op, i, others, level in sequence:
+        key = (names[i], 1, level)
         if op == "get":
-            get(cache, names[i])
+            with cache.lease(key):
+                pass
         elif op == "prefetch":
-            cache.prefetch(key, protected={(names[j], 1) for j in others})
+            cache.prefetch(key, protected={(names[j], 1, level) for j in others})
         else:
-            cache.pin({(names[j], 1) for j in others})
+            cache.pin({(names[j], 1, lv) for j in others for lv in (0, level)})
         assert cache.accounted_bytes <= budget
-        assert cache.used_bytes == sum(sizes[names.index(k[0])] for k in cache.keys())
-    assert all(t <= budget for t in loader.transient)
+        assert cache.used_bytes == sum(nbytes(k) for k in cache.keys())
+        assert sum(cache.charges().values()) == cache.used_bytes
+    assert all(t <= budget for t in transient)
     c = cache.counters()
     assert c.peak_bytes <= budget and c.over_budget_bytes == 0
+    assert c.loaded_bytes >= cache.used_bytes
 
 
 @settings(max_examples=150, deadline=None)

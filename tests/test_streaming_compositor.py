@@ -112,7 +112,7 @@ def test_an_update_is_seen_as_whole_new_blocks(fakes) -> None:  # noqa: ANN001
     second = compositor.render(view)
     assert {(u.block_id, u.version) for u in second.blocks} == {("a", 2), ("b", 2)}
     assert second.manifest_serial == first.manifest_serial + 2
-    assert sorted(streamer.cache.keys()) == [("a", 2), ("b", 2)]
+    assert sorted(streamer.cache.keys()) == [("a", 2, 0), ("b", 2, 0)]
     assert not np.allclose(first.rgb, second.rgb)
 
 

@@ -14,13 +14,13 @@ there. Everything is evaluated in a fixed order on the CPU, so baking twice give
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from blocknerf.model.baked_grid import BakedGrid
+from blocknerf.model.baked_grid import PREFIX, BakedGrid
 from blocknerf.model.config import BakeConfig
 
 DensityFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -152,12 +152,62 @@ def _empty_grid(m: int, b: int, f: int) -> BakedGrid:
     )
 
 
+def level_resolutions(resolution: int, cfg: BakeConfig) -> list[int]:
+    """Resolutions of the levels of detail of a bake at ``resolution``, coarsest first: halving
+    while the result stays a multiple of ``4 * brick``, at most ``cfg.levels`` of them."""
+    out = [int(resolution)]
+    while len(out) < cfg.levels and out[0] % 2 == 0 and (out[0] // 2) % (4 * cfg.brick) == 0:
+        out.insert(0, out[0] // 2)
+    return out
+
+
+def level_prefix(resolution: int, finest: int) -> str:
+    """Array-name prefix of the level at ``resolution`` of a bake whose finest is ``finest``: the
+    finest keeps ``baked.`` (so a bake from before levels is its own finest level), coarser ones
+    ``baked.r<resolution>.``."""
+    return PREFIX if resolution == finest else f"{PREFIX}r{resolution}."
+
+
+def stored_levels(baked_attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The levels of a version's ``baked`` attribute, coarsest first: dicts with ``prefix``,
+    ``resolution``, ``bricks`` and ``nbytes`` (one level for a bake written before levels)."""
+    levels = baked_attrs.get("levels")
+    if levels:
+        return [dict(lv) for lv in levels]
+    keys = ("resolution", "bricks", "nbytes")
+    return [{"prefix": PREFIX, **{k: baked_attrs[k] for k in keys if k in baked_attrs}}]
+
+
+def bake_levels(density_fn: DensityFn, resolution: int, cfg: BakeConfig, *, occupied: torch.Tensor | None = None) -> dict[int, BakedGrid]:
+    """``bake_field`` at every resolution of ``level_resolutions``: resolution -> grid, coarsest first.
+
+    Each level samples the field at its own vertices (no prefilter), so a level renders like a
+    bake made at that resolution."""
+    return {r: bake_field(density_fn, r, cfg, occupied=occupied) for r in level_resolutions(resolution, cfg)}
+
+
+def levels_record(grids: Mapping[int, BakedGrid]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """The arrays of baked levels (resolution -> grid) and their ``levels`` attribute, coarsest first."""
+    finest = max(grids)
+    arrays: dict[str, np.ndarray] = {}
+    levels = []
+    for r in sorted(grids):
+        prefix = level_prefix(r, finest)
+        part = grids[r].to_arrays(prefix)
+        arrays.update(part)
+        levels.append({"prefix": prefix, "resolution": r, "bricks": int(grids[r].density.shape[0]),
+                       "nbytes": int(sum(a.nbytes for a in part.values()))})
+    return arrays, levels
+
+
 def bake_block(model: Any, cfg: BakeConfig, *, footprint_m: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Bake a ``BlockModel``: the baked arrays and the ``baked`` attribute of its version."""
+    """Bake a ``BlockModel`` at every level of detail: the baked arrays and the ``baked`` attribute
+    of its version (the finest level's figures at the top, each level's under ``levels``)."""
     resolution = bake_resolution(model.bounds.radius, footprint_m, cfg, max_detail=model.model_cfg.hashgrid.max_resolution)
     fld = model.field.to("cpu").eval()
-    grid = bake_field(fld.density, resolution, cfg, occupied=model.occupied.cpu())
-    arrays = grid.to_arrays()
+    grids = bake_levels(fld.density, resolution, cfg, occupied=model.occupied.cpu())
+    grid = grids[resolution]
+    arrays, levels = levels_record(grids)
     attrs = {
         "schema_version": BAKE_SCHEMA,
         "resolution": resolution,
@@ -165,9 +215,13 @@ def bake_block(model: Any, cfg: BakeConfig, *, footprint_m: float) -> tuple[dict
         "bricks": int(grid.density.shape[0]),
         "footprint_m": round(float(footprint_m), 6),
         "nbytes": int(sum(a.nbytes for a in arrays.values())),
-        "config": {k: getattr(cfg, k) for k in ("brick", "voxels_per_pixel", "min_resolution", "max_resolution", "min_alpha")},
+        "levels": levels,
+        "config": {k: getattr(cfg, k) for k in ("brick", "voxels_per_pixel", "min_resolution", "max_resolution", "min_alpha", "levels")},
     }
     return arrays, attrs
 
 
-__all__ = ["BAKE_SCHEMA", "bake_block", "bake_field", "bake_resolution", "candidate_bricks", "frames_footprint_m", "pixel_footprint_m"]
+__all__ = [
+    "BAKE_SCHEMA", "bake_block", "bake_field", "bake_levels", "bake_resolution", "candidate_bricks", "frames_footprint_m",
+    "level_prefix", "level_resolutions", "levels_record", "pixel_footprint_m", "stored_levels",
+]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from blocknerf.capture.frames import Intrinsics
-from blocknerf.model.baked_grid import BakedGrid, has_baked_arrays, render_grid
+from blocknerf.model.baked_grid import PREFIX, BakedGrid, has_baked_arrays, render_grid
 from blocknerf.model.block import View, render_view
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import SamplerConfig
@@ -147,16 +147,18 @@ class BakedBlock:
 
     @classmethod
     def from_record(
-        cls, block_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], *, version: int | None = None, backend: str = "auto"
+        cls, block_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], *, version: int | None = None,
+        backend: str = "auto", prefix: str = PREFIX,
     ) -> BakedBlock:
-        """The baked block of a version's arrays and attrs (``is_baked(attrs)`` must hold)."""
+        """The baked block of a version's arrays and attrs (``is_baked(attrs)`` must hold), rendering
+        the level of detail stored under ``prefix`` (``bake.level_prefix``; default the finest)."""
         from blocknerf.config import from_dict
 
         sampler = from_dict(SamplerConfig, attrs["model"].get("sampler", {}), where=f"block {block_id}")
         return cls(
             block_id=block_id,
             bounds=BlockBounds.from_dict(attrs["bounds"]),
-            grid=BakedGrid.from_arrays(arrays, int(attrs["baked"]["brick"])),
+            grid=BakedGrid.from_arrays(arrays, int(attrs["baked"]["brick"]), prefix),
             heads=ColorHeads.from_arrays(arrays, attrs),
             sampler=sampler,
             image_ids=tuple(attrs.get("image_ids", ())),

@@ -68,20 +68,21 @@ class BakedGrid:
         ts = (self.brick_index, self.density, self.features, self.scale, self.offset, self.coarse)
         return int(sum(t.numel() * t.element_size() for t in ts))
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Arrays for the store (density as float16, the rest as held)."""
+    def to_arrays(self, prefix: str = PREFIX) -> dict[str, np.ndarray]:
+        """Arrays for the store (density as float16, the rest as held); ``prefix``: the level's
+        (``bake.level_prefix``; the finest level is stored under ``PREFIX``)."""
         return {
-            f"{PREFIX}brick_index": self.brick_index.numpy(),
-            f"{PREFIX}density": self.density.numpy().astype(np.float16),
-            f"{PREFIX}features": self.features.numpy(),
-            f"{PREFIX}feature_scale": self.scale.numpy(),
-            f"{PREFIX}feature_offset": self.offset.numpy(),
+            f"{prefix}brick_index": self.brick_index.numpy(),
+            f"{prefix}density": self.density.numpy().astype(np.float16),
+            f"{prefix}features": self.features.numpy(),
+            f"{prefix}feature_scale": self.scale.numpy(),
+            f"{prefix}feature_offset": self.offset.numpy(),
         }
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray], brick: int) -> BakedGrid:
-        """The grid from a version's arrays (``has_baked_arrays`` must hold)."""
-        get = lambda name: torch.from_numpy(np.ascontiguousarray(arrays[PREFIX + name]))  # noqa: E731
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], brick: int, prefix: str = PREFIX) -> BakedGrid:
+        """The grid of one level from a version's arrays (``has_baked_arrays`` must hold)."""
+        get = lambda name: torch.from_numpy(np.ascontiguousarray(arrays[prefix + name]))  # noqa: E731
         return cls(
             brick_index=get("brick_index").to(torch.int32),
             density=get("density").float().contiguous(),
@@ -90,6 +91,10 @@ class BakedGrid:
             offset=get("feature_offset").float(),
             brick=int(brick),
         )
+
+
+GRID_ARRAYS = ("brick_index", "density", "features", "feature_scale", "feature_offset")
+"""Names of one level's arrays after its prefix."""
 
 
 def has_baked_arrays(names: object) -> bool:
@@ -227,4 +232,4 @@ def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-__all__ = ["BakedGrid", "GridSamples", "PREFIX", "has_baked_arrays", "render_grid", "render_grid_reference"]
+__all__ = ["GRID_ARRAYS", "BakedGrid", "GridSamples", "PREFIX", "has_baked_arrays", "render_grid", "render_grid_reference"]

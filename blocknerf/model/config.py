@@ -166,8 +166,15 @@ class BakeConfig:
     """Most cells per axis over the contracted cube (memory grows about with its square)."""
     min_alpha: float = 1e-3
     """Vertex densities whose opacity across one voxel stays below this are stored as empty."""
+    levels: int = 4
+    """Levels of detail stored per block: the grid above and coarser ones, each at half the
+    resolution of the next finer one, as long as that stays a multiple of ``4 * brick`` cells
+    (fewer levels otherwise). Each level is a separate set of arrays, so streaming reads the
+    coarse ones of far blocks alone."""
 
     def validate(self) -> None:
+        if self.levels < 1:
+            raise ValueError("levels must be at least 1")
         if self.brick not in (4, 8, 16):
             raise ValueError("brick must be 4, 8 or 16")
         if not 4 * self.brick <= self.min_resolution <= self.max_resolution <= 2048:
