@@ -271,7 +271,10 @@ class ViewerSession:
         c = v.streamer.cache.counters()
         comp = frame.composite
         w, h = frame.size
-        blended = " · ".join(f"`{u.block_id}` v{u.version} {u.weight:.2f}" for u in comp.used)
+        blended = " · ".join(
+            f"`{u.block_id}` v{u.version} {u.weight:.2f}" + (f" L{u.level}/{u.levels - 1}" if u.levels > 1 and u.level is not None else "")
+            for u in comp.used
+        )
         loads = v.streamer.cache.load_times_ms()
         pos = frame.camera.position
         where = f"x {pos[0]:.1f} y {pos[1]:.1f} z {pos[2]:.1f}"
