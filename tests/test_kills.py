@@ -39,8 +39,8 @@ class Plan:
     gc: int
 
 
-LOCAL = Plan(train=6, update=6, gc=4)
-S3 = Plan(train=1, update=2, gc=1)
+LOCAL = Plan(train=6, update=5, gc=5)
+S3 = Plan(train=1, update=1, gc=2)
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,7 @@ class Victims:
     seeds: Iterator[int]
 
     def reproduce(self) -> str:
+        """The command line that draws this run's kill moments again."""
         return f"reproduce: {KILL_SEED_ENV}={self.base_seed} pytest tests/test_kills.py -k {self.where}"
 
     def kill_then_rerun(self, args: Sequence[str], *, kills: int, window_s: float) -> list[Kill]:
@@ -144,6 +145,7 @@ def kill_pipeline(victims: Victims, plan: Plan, recapture: Path, *, train_flags:
 
 
 def _by_command(kills: Sequence[Kill]) -> Iterator[tuple[str, int]]:
+    """(command, kills that landed) for each command in the order they ran."""
     for command, group in itertools.groupby(kills, key=lambda k: k.args[0]):
         yield command, sum(k.landed for k in group)
 
@@ -195,3 +197,31 @@ def test_kills_during_train_update_and_gc_on_s3(s3_env: dict[str, str], trained:
     # test kills those), so that the S3 kills stay within the test budget.
     kills = kill_pipeline(victims, S3, recapture, train_flags=["--blocks", one, "--force", "--steps", "2"], steps=2)
     assert sum(k.landed for k in kills) == S3.train + S3.update + S3.gc
+
+
+def test_an_interrupted_deletion_is_skipped_by_readers_and_finished_by_gc(tiny_store_copy: Path) -> None:
+    """What a kill inside a deletion leaves, made on purpose: a tombstoned version missing a chunk,
+    an empty version directory and a torn temporary file. fsck is clean, nothing warns (warnings
+    are errors here), and gc removes all of it."""
+    import zarr
+
+    from blocknerf.model.block import load_block
+    from blocknerf.store import BlockStore
+    from blocknerf.store.deletion import TOMBSTONE
+    from blocknerf.store.integrity import check_store
+
+    store = BlockStore.open(tiny_store_copy, writable=True)
+    block = store.plan.ids[0]
+    arrays, attrs = store.read_version(block, 1)
+    store.publish({block: store.write_version(block, arrays, attrs)})  # v1 is now published before v2
+    v1 = tiny_store_copy / "blocks" / block / "v1"
+    zarr.open_group(str(v1), mode="r+").attrs.put(dict(TOMBSTONE))
+    next(p for p in v1.rglob("c/*") if p.is_file()).unlink()
+    (tiny_store_copy / "blocks" / block / "v9").mkdir()
+    (tiny_store_copy / "blocks" / block / "zarr.0123.partial").write_text("{")
+    assert [v.version for v in store.versions(block)] == [2]
+    assert check_store(store, load=load_block).clean
+    result = store.gc(1)
+    assert (block, 1) in result.versions and "zarr.0123.partial" in " ".join(result.temporary)
+    assert not v1.exists() and not any((tiny_store_copy / ".trash").iterdir())
+    assert assert_store_sound(str(tiny_store_copy)) == 2

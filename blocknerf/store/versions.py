@@ -15,7 +15,7 @@ import zarr
 from blocknerf.errors import StoreError
 from blocknerf.store.backend import is_local, local_path, reason, utc_now, write_arrays
 from blocknerf.store.confinement import require_block_id
-from blocknerf.store.deletion import child_groups, delete_group, purge_trash
+from blocknerf.store.deletion import TRASH, child_groups, delete_group, purge_trash
 from blocknerf.store.faults import fault_point
 from blocknerf.store.manifest import Manifest
 from blocknerf.store.parts import StoreParts
@@ -207,7 +207,7 @@ class VersionsPart(StoreParts):
         temporary: list[str] = []
         if is_local(self.url):
             root = local_path(self.url)
-            for leftover in sorted(root.rglob("*.partial")):
+            for leftover in sorted(p for p in root.rglob("*.partial") if TRASH not in p.relative_to(root).parts):
                 if not dry_run:
                     leftover.unlink(missing_ok=True)
                 temporary.append(leftover.relative_to(root).as_posix())
