@@ -42,6 +42,17 @@ def tiny_city(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def change_city(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A re-capture of ``tiny_city`` with changes (``blocknerf synth OUT --grid 1x1 --size 32x24
+    --change``): what the tests' updates merge; its directory."""
+    from blocknerf.cli.main import main
+
+    out = tmp_path_factory.mktemp("change") / "city"
+    assert main(["synth", str(out), "--grid", "1x1", "--size", "32x24", "--change", "--quiet"]) == 0
+    return out
+
+
 # -- streaming -------------------------------------------------------------------------------------
 # The trained tiny store: the tiny preset (``blocknerf/presets/tiny.yaml``: a small model and a short
 # step schedule along rays) with these differences: 2 blocks, 80 steps (a block trains in seconds)

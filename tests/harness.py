@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import random
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +69,68 @@ def assert_store_sound(url: str) -> int:
         frame = comp.render(CameraView(c2w, k))
         assert not frame.skipped and np.isfinite(frame.rgb).all()
     return len(published)
+
+
+KILL_SEED_ENV = "BLOCKNERF_KILL_SEED"
+"""Set it to the base seed a failed kill test printed, to draw the same kill moments again."""
+
+
+@dataclass(frozen=True)
+class Kill:
+    """One SIGKILL sent from outside to a ``blocknerf`` process while it held a store's writer lease."""
+
+    args: tuple[str, ...]
+    where: str
+    """``local`` or ``s3``."""
+    seed: int
+    delay_s: float
+    """Seconds after the process was seen holding the lease (drawn from ``random.Random(seed)``)."""
+    returncode: int
+    log: str
+    """The tail of what the process wrote (stdout and stderr)."""
+
+    @property
+    def landed(self) -> bool:
+        """Whether the process was still running when the signal came (else it had finished)."""
+        return self.returncode == -signal.SIGKILL
+
+    def __str__(self) -> str:
+        outcome = "killed" if self.landed else f"had exited (rc {self.returncode}) before"
+        return (f"{self.where} `blocknerf {' '.join(self.args[:1])}` seed {self.seed}: {outcome} SIGKILL "
+                f"{self.delay_s:.3f} s after it took the writer lease")
+
+
+def kill_blocknerf(args: Sequence[str], *, url: str, seed: int, window_s: float, where: str, log: Path,
+                   env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Kill:
+    """Start ``blocknerf ARGS`` (a real process writing the store at ``url``), wait until it holds
+    the store's writer lease (from then on it writes), then SIGKILL it after a delay drawn
+    uniformly from [0, ``window_s``) by ``random.Random(seed)``. Waits are bounded by ``timeout``."""
+    from blocknerf.store.lease import read_holder
+    from blocknerf.store.objects import store_objects
+
+    delay = random.Random(seed).uniform(0.0, window_s)
+    objects = store_objects(url)
+    with open(log, "w+") as out:
+        proc = subprocess.Popen(blocknerf_command(args), stdout=out, stderr=subprocess.STDOUT, env=child_env(env), cwd=cwd)
+        try:
+            deadline = time.monotonic() + timeout
+            while proc.poll() is None and time.monotonic() < deadline:
+                holder, _ = read_holder(objects)
+                if holder is not None and holder.pid == proc.pid:
+                    break
+                threading.Event().wait(0.01 if where == "local" else 0.05)
+            else:
+                if proc.poll() is None:
+                    raise AssertionError(f"`blocknerf {args[0]}` (seed {seed}) did not take the writer lease within {timeout} s")
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+            returncode = proc.wait(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        tail = out.read()[-2000:]
+    return Kill(tuple(map(str, args)), where, seed, delay, returncode, tail)

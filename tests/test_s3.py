@@ -12,17 +12,8 @@ from harness import TINY_CONFIG, assert_store_sound, run_blocknerf
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def change_capture_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from blocknerf.cli.main import main
-
-    out = tmp_path_factory.mktemp("s3_change") / "change"
-    assert main(["synth", str(out), "--grid", "1x1", "--size", "32x24", "--change", "--quiet"]) == 0
-    return out
-
-
 def test_partition_train_render_update_gc_fsck_on_s3_with_a_kill_during_publish(
-    s3_env: dict[str, str], tiny_city: Path, change_capture_small: Path, tmp_path: Path
+    s3_env: dict[str, str], tiny_city: Path, change_city: Path, tmp_path: Path
 ) -> None:
     from blocknerf.store import FAULT_EXIT_CODE, BlockStore
 
@@ -43,13 +34,13 @@ def test_partition_train_render_update_gc_fsck_on_s3_with_a_kill_during_publish(
     before = BlockStore.open(url).manifest()
 
     # A kill halfway through publishing the update: readers keep the manifest before it.
-    killed = run_blocknerf(["update", url, str(change_capture_small), "--in-process", "--steps", "4"],
+    killed = run_blocknerf(["update", url, str(change_city), "--in-process", "--steps", "4"],
                            env={**s3_env, "BLOCKNERF_FAULT": "during_manifest_swap"}, cwd=tmp_path)
     assert killed.returncode == FAULT_EXIT_CODE, killed.stderr[-2000:]
     assert BlockStore.open(url).manifest() == before
     assert_store_sound(url)
     # The lease of the killed process lapses at once (its process is gone): the rerun finishes the job.
-    out = json.loads(ok("update", url, str(change_capture_small), "--in-process", "--steps", "4", "--json"))
+    out = json.loads(ok("update", url, str(change_city), "--in-process", "--steps", "4", "--json"))
     assert out["published"], out
     after = BlockStore.open(url).manifest()
     assert after.serial > before.serial

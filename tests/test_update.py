@@ -219,25 +219,16 @@ def test_warm_start_copies_weights_and_follows_appearance_codes_by_image(tiny_st
 
 
 @pytest.fixture(scope="module")
-def change_capture(tmp_path_factory) -> Path:  # noqa: ANN001
-    """The changed tiny city (``synth --change``), captured around the changes a month later with
-    another camera (32x24 pixels, the first capture's are 64x48)."""
-    out = tmp_path_factory.mktemp("change") / "city"
-    assert main(["synth", str(out), "--grid", "1x1", "--size", "32x24", "--change", "--quiet"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
-def one_block(change_capture, tiny_store) -> SimpleNamespace:  # noqa: ANN001
+def one_block(change_city, tiny_store) -> SimpleNamespace:  # noqa: ANN001
     """The frames of the change capture that only one block of ``tiny_store`` sees, written as a
     capture of their own (``path``); ``block``: that block, ``other``: the one they do not touch."""
     store = BlockStore.open(tiny_store)
-    capture = read_capture(change_capture)
+    capture = read_capture(change_city)
     seen = [[b for b, _ in blocks] for blocks in frame_blocks(store.plan, capture.camera_arrays())]
     counts = {b: sum(s == [b] for s in seen) for b in store.plan.ids}
     block = max(counts, key=counts.get)
     ids = [f.id for f, s in zip(capture.frames, seen) if s == [block]]
-    path = write_capture(capture.subset(ids), change_capture / "one_block.json")
+    path = write_capture(capture.subset(ids), change_city / "one_block.json")
     (other,) = [b for b in store.plan.ids if b != block]
     return SimpleNamespace(path=path, capture=read_capture(path), block=block, other=other, n=len(ids))
 

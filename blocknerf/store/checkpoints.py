@@ -11,6 +11,7 @@ import numpy as np
 
 from blocknerf.errors import StoreError
 from blocknerf.store.backend import reason, utc_now, write_arrays
+from blocknerf.store.deletion import child_groups, delete_group
 from blocknerf.store.parts import StoreParts
 
 __all__ = ["Checkpoint", "CheckpointsPart"]
@@ -37,14 +38,13 @@ class CheckpointsPart(StoreParts):
         group = self._root.require_group(f"blocks/{block_id}/checkpoints")
         name = f"s{step:09d}"
         try:
-            if name in group:
-                del group[name]
+            delete_group(self.url, group, name)
             target = group.create_group(name)
             write_arrays(target, arrays)
             target.attrs.put({**dict(attrs), "step": step, "created": utc_now(), "complete": True})
-            for old in list(group.group_keys()):
+            for old in child_groups(group):
                 if old != name and _CKPT_RE.match(old):
-                    del group[old]
+                    delete_group(self.url, group, old)
         except (PermissionError, OSError) as exc:
             raise StoreError(self.url, f"cannot write checkpoint of block {block_id} ({reason(exc)})") from None
 
@@ -54,7 +54,7 @@ class CheckpointsPart(StoreParts):
             group = self._root[f"blocks/{block_id}/checkpoints"]
         except KeyError:
             return None
-        steps = sorted((int(m.group(1)), name) for name in group.group_keys() if (m := _CKPT_RE.match(name)))
+        steps = sorted((int(m.group(1)), name) for name in child_groups(group) if (m := _CKPT_RE.match(name)))
         for step, name in reversed(steps):
             attrs = dict(group[name].attrs)
             if attrs.get("complete"):
@@ -66,4 +66,7 @@ class CheckpointsPart(StoreParts):
         self._require_writable()
         group = self._block_group(block_id)
         if group is not None and "checkpoints" in group:
-            del group["checkpoints"]
+            # Each checkpoint first (each tombstoned before its chunks go), then the group.
+            for name in child_groups(group["checkpoints"]):
+                delete_group(self.url, group["checkpoints"], name)
+            delete_group(self.url, group, "checkpoints")

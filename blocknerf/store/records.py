@@ -18,6 +18,7 @@ from blocknerf.capture.frames import Capture
 from blocknerf.capture.transforms import capture_from_dict, capture_to_dict
 from blocknerf.errors import StoreError
 from blocknerf.store.backend import reason, utc_now, write_arrays
+from blocknerf.store.deletion import child_groups, is_tombstone
 from blocknerf.store.parts import StoreParts
 from partitioning import BlockPlan
 
@@ -78,7 +79,7 @@ class RecordsPart(StoreParts):
         if self._records_digest_of(published) == digest:
             return published
         group = self._root.require_group("records")
-        existing = sorted(int(m.group(1)) for m in map(_RECORDS_RE.match, group.group_keys()) if m)
+        existing = sorted(int(m.group(1)) for m in map(_RECORDS_RE.match, child_groups(group)) if m)
         for revision in existing:
             attrs = group[f"r{revision}"].attrs
             if attrs.get("complete") and attrs.get("digest") == digest:
@@ -95,13 +96,14 @@ class RecordsPart(StoreParts):
 
     def records_revisions(self) -> list[int]:
         """Complete records revisions, oldest first (0, the store's first, always exists)."""
+        first = [0] if "plan" in self._root and not is_tombstone(self._root["plan"].attrs) else []
         try:
             group = self._root["records"]
         except KeyError:
-            return [0] if "plan" in self._root else []
-        found = [int(m.group(1)) for m in map(_RECORDS_RE.match, group.group_keys()) if m]
+            return first
+        found = [int(m.group(1)) for m in map(_RECORDS_RE.match, child_groups(group)) if m]
         complete = [r for r in found if group[f"r{r}"].attrs.get("complete")]
-        return sorted(([0] if "plan" in self._root else []) + complete)
+        return sorted(first + complete)
 
     def _records_group(self, records: int | None, name: str) -> zarr.Group:
         revision = self.manifest().records if records is None else records

@@ -15,6 +15,7 @@ import zarr
 from blocknerf.errors import StoreError
 from blocknerf.store.backend import is_local, local_path, reason, utc_now, write_arrays
 from blocknerf.store.confinement import require_block_id
+from blocknerf.store.deletion import TRASH, child_groups, delete_group, purge_trash
 from blocknerf.store.faults import fault_point
 from blocknerf.store.manifest import Manifest
 from blocknerf.store.parts import StoreParts
@@ -78,7 +79,7 @@ class VersionsPart(StoreParts):
         if group is None:
             return []
         out = []
-        for name in group.group_keys():
+        for name in child_groups(group):
             m = _VERSION_RE.match(name)
             if m:
                 attrs = dict(group[name].attrs)
@@ -115,7 +116,7 @@ class VersionsPart(StoreParts):
     def _claim_version(self, block_id: str, group: zarr.Group) -> int:
         """Allocate the next version number atomically: the version's group metadata is created
         with an exclusive (conditional) write, so two writers never get the same number."""
-        existing = [int(m.group(1)) for m in map(_VERSION_RE.match, group.group_keys()) if m]
+        existing = [int(m.group(1)) for m in map(_VERSION_RE.match, child_groups(group)) if m]
         version = max(existing, default=0) + 1
         objects = self.conditional_keys()
         claim = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"complete": False}}).encode()
@@ -173,8 +174,8 @@ class VersionsPart(StoreParts):
         if self.manifest().version_of(block_id) == version:
             raise StoreError(self.url, f"block {block_id} version {version} is published; not deleting it")
         group = self._block_group(block_id)
-        if group is not None and f"v{version}" in group:
-            del group[f"v{version}"]
+        if group is not None:
+            delete_group(self.url, group, f"v{version}")
 
     def gc(self, keep: int, *, dry_run: bool = False) -> GcResult:
         """Delete what no reader needs; keep, per block, the published version and the ``keep - 1``
@@ -199,33 +200,35 @@ class VersionsPart(StoreParts):
                 history = self.published_history(block_id, entry)
                 kept = {entry.version, *(history[len(history) - (keep - 1):] if keep > 1 else ())}
             group = self._root[f"blocks/{block_id}"]
-            for name in sorted(group.group_keys()):
+            for name in child_groups(group):
                 m = _VERSION_RE.match(name)
                 if m and int(m.group(1)) not in kept:
                     if not dry_run:
-                        del group[name]
+                        delete_group(self.url, group, name)
                     deleted.append((block_id, int(m.group(1))))
         records: list[int] = []
         if "records" in self._root:
             group = self._root["records"]
-            for name in sorted(group.group_keys()):
+            for name in child_groups(group):
                 m = _RECORDS_RE.match(name)
                 if m and int(m.group(1)) != manifest.records:
                     if not dry_run:
-                        del group[name]
+                        delete_group(self.url, group, name)
                     records.append(int(m.group(1)))
-        if manifest.records != 0 and "plan" in self._root:
-            for name in ("capture", "plan"):
-                if name in self._root and not dry_run:
-                    del self._root[name]
+        if manifest.records != 0 and ("plan" in self._root or "capture" in self._root):
+            # The plan first: while it exists (not tombstoned), revision 0 exists.
+            for name in ("plan", "capture"):
+                if not dry_run:
+                    delete_group(self.url, self._root, name)
             records.append(0)
         temporary: list[str] = []
         if is_local(self.url):
             root = local_path(self.url)
-            for leftover in sorted(root.rglob("*.partial")):
+            for leftover in sorted(p for p in root.rglob("*.partial") if TRASH not in p.relative_to(root).parts):
                 if not dry_run:
                     leftover.unlink(missing_ok=True)
                 temporary.append(leftover.relative_to(root).as_posix())
+        temporary += purge_trash(self.url, dry_run=dry_run)
         return GcResult(versions=tuple(deleted), records=tuple(sorted(records)), temporary=tuple(temporary))
 
     def _block_group(self, block_id: str) -> zarr.Group | None:
@@ -240,7 +243,7 @@ class VersionsPart(StoreParts):
         from partitioning import block_id_problem
 
         try:
-            return [b for b in self._root["blocks"].group_keys() if block_id_problem(b) is None]
+            return [b for b in child_groups(self._root["blocks"]) if block_id_problem(b) is None]
         except KeyError:
             return []
 
