@@ -123,6 +123,15 @@ class BlockRenderer:
         return TrainRender(rgb, opacity, vis_loss, dist, len(marched), len(samples), int(idx.numel()))
 
     @torch.no_grad()
+    def sample_counts(self, field: BlockField, occupied: torch.Tensor, rays: Rays) -> tuple[int, int]:
+        """Samples that rendering ``rays`` marches (density evaluated) and colours; what a ray costs."""
+        samples = self._march(rays, occupied, None)
+        sigma = field.density_only(samples.x01) if len(samples) else samples.t
+        trans, weights = transmittance_and_weights(sigma * samples.ds, samples.ray_indices, samples.n_rays)
+        colored = (weights > self.cfg.min_weight) & (trans > self.cfg.early_stop_transmittance)
+        return len(samples), int(colored.sum())
+
+    @torch.no_grad()
     def render(self, field: BlockField, occupied: torch.Tensor, rays: Rays, *, chunk: int = 8192) -> RenderResult:
         """Render rays in chunks (memory bounded by ``chunk``), without gradients."""
         outs = [self._render_chunk(field, occupied, rays.slice(s, s + chunk)) for s in range(0, len(rays), chunk)]

@@ -263,7 +263,8 @@ def train_block(
                     spec.id,
                     loop.step,
                     {"loss": loss.detach().item(), "psnr": mse_to_psnr(loop.ema_mse), "rays_per_s": n_rays / dt,
-                     "samples_per_ray": out.kept / n_rays, "occupied": occupancy.occupied_fraction()},
+                     "samples_per_ray": out.kept / n_rays,
+                     "marched_per_ray": out.marched / n_rays, "occupied": occupancy.occupied_fraction()},
                 )
             if probe is not None:
                 probe(loop.step, loop.elapsed_s, lambda: _snapshot(spec.id, bounds, model_cfg, fld, occupancy, train_frames))
