@@ -246,7 +246,7 @@ def train_block(
             loss.backward()
             optimizer.step()
             loop.step += 1
-            if loop.step % model_cfg.occupancy.update_every == 0 or loop.step == 1:
+            if occupancy.due(loop.step):
                 fld.eval()
                 occupancy.update(fld.density_only, generator, loop.step)
                 fld.train()
