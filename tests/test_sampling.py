@@ -58,20 +58,53 @@ def test_every_cell_counts_as_occupied_during_the_warm_up():
     assert grid.occupied_fraction() == 1.0
 
 
+def _fog_and_wall(fog_density: float):  # noqa: ANN202
+    """A field: fog of ``fog_density`` where x < 0.5, a solid wall (density 1000) in the cells
+    x in [24/32, 28/32), nothing elsewhere; the wall keeps the mean density far above the fog."""
+
+    def field(x: torch.Tensor) -> torch.Tensor:
+        fog = torch.where(x[:, 0] < 0.5, fog_density, 0.0)
+        return torch.where((x[:, 0] >= 24 / 32) & (x[:, 0] < 28 / 32), 1000.0, fog)
+
+    return field
+
+
 @pytest.mark.parametrize(
     ("opacity", "occupied_at_start", "occupied_at_end"),
     [(0.02, True, False), (0.2, True, True), (0.005, False, False)],
     ids=["fog-between-thresholds", "solid", "thin-air"],
 )
-def test_a_uniform_fog_is_occupied_by_the_threshold_in_force(opacity, occupied_at_start, occupied_at_end):
+def test_a_fog_is_occupied_by_the_threshold_in_force(opacity, occupied_at_start, occupied_at_end):
     # A fog whose opacity over a minimum step is 2% passes the starting threshold (1%) and fails the
-    # target (5%); 20% passes both, 0.5% neither. No mean-density rule rescues a thin fog.
-    density = _density_of_opacity(opacity, SAMPLER.min_step)
+    # target (5%); 20% passes both, 0.5% neither. The wall is occupied throughout.
+    field = _fog_and_wall(_density_of_opacity(opacity, SAMPLER.min_step))
+    fog = torch.zeros(32, 32, 32, dtype=torch.bool)
+    fog[:16] = True
+    wall = torch.zeros_like(fog)
+    wall[24:28] = True
     grid = OccupancyGrid(CFG, min_step=SAMPLER.min_step)
-    _train_grid(grid, lambda x: torch.full((x.shape[0],), density), CFG.warmup_steps)
-    assert grid.occupied_fraction() == (1.0 if occupied_at_start else 0.0)
-    _train_grid(grid, lambda x: torch.full((x.shape[0],), density), CFG.warmup_steps + CFG.threshold_ramp_steps + CFG.update_every)
-    assert grid.occupied_fraction() == (1.0 if occupied_at_end else 0.0)
+    _train_grid(grid, field, CFG.warmup_steps)
+    assert torch.equal(grid.occupied, wall | (fog if occupied_at_start else torch.zeros_like(fog)))
+    _train_grid(grid, field, CFG.warmup_steps + CFG.threshold_ramp_steps + CFG.update_every)
+    assert torch.equal(grid.occupied, wall | (fog if occupied_at_end else torch.zeros_like(fog)))
+
+
+@pytest.mark.parametrize("cap_at_mean", [True, False], ids=["capped", "uncapped"])
+def test_a_young_field_keeps_its_densest_cells_when_the_threshold_is_capped_at_the_mean(cap_at_mean):
+    # Everything below the threshold (opacity 0.3% and 0.6% a minimum step, the target is 5%): the
+    # mean lies between the two densities, so with the cap the denser half stays occupied.
+    thin = _density_of_opacity(0.003, SAMPLER.min_step)
+
+    def young(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x[:, 1] < 0.5, 2.0 * thin, thin)
+
+    cfg = dataclasses.replace(CFG, cap_at_mean=cap_at_mean)
+    grid = OccupancyGrid(cfg, min_step=SAMPLER.min_step)
+    _train_grid(grid, young, cfg.warmup_steps + cfg.threshold_ramp_steps)
+    expected = torch.zeros(32, 32, 32, dtype=torch.bool)
+    if cap_at_mean:
+        expected[:, :16] = True
+    assert torch.equal(grid.occupied, expected)
 
 
 def test_occupied_cells_are_exactly_those_of_a_solid_box():

@@ -137,6 +137,10 @@ class OccupancyConfig:
     ``threshold_ramp_steps``, so that a young field is not cut down to the little it has learned."""
     threshold_ramp_steps: int = 512
     """Steps after the warm-up over which the threshold rises from ``threshold_start``."""
+    cap_at_mean: bool = True
+    """Instant-NGP's safety net: the density threshold never exceeds the mean density estimate, so
+    a young or sparse field (an object in a large cube) keeps the cells it is learning in. A foggy
+    field has a high mean, so the net does not hold its fog."""
 
     def validate(self) -> None:
         if not 8 <= self.resolution <= 512:

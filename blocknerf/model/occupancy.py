@@ -5,10 +5,9 @@ evaluating the field at a random point in (a random share of) the cells, decayin
 a cell is occupied when its estimated opacity over a minimum step exceeds a threshold. Marching
 visits only occupied cells, in training and rendering.
 
-Unlike Instant-NGP, the threshold is not lowered to the mean density: on outward-looking captures
-the young field is a fog whose mean is no help, and the threshold rises on a schedule instead
-(``OccupancyConfig.threshold_at``); updates start at the end of the warm-up, when every cell is
-treated as occupied anyway.
+On outward-looking captures the young field is a fog that passes Instant-NGP's threshold almost
+everywhere, so here the threshold rises on a schedule (``OccupancyConfig.threshold_at``); updates
+start at the end of the warm-up, when every cell is treated as occupied anyway.
 """
 
 from __future__ import annotations
@@ -87,8 +86,10 @@ class OccupancyGrid:
         if self.step < self.cfg.warmup_steps:
             self.occupied = torch.ones_like(self.occupied)
             return
-        opacity = self.cfg.threshold_at(self.step)
-        self.occupied = self.density > -math.log1p(-opacity) / self.min_step
+        threshold = -math.log1p(-self.cfg.threshold_at(self.step)) / self.min_step
+        if self.cfg.cap_at_mean:
+            threshold = min(threshold, float(self.density.mean()))
+        self.occupied = self.density > threshold
 
     def state_arrays(self) -> dict[str, torch.Tensor]:
         return {"occupancy_density": self.density, "occupancy_updates": torch.tensor([self.updates, self.step])}
