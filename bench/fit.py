@@ -20,13 +20,17 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from blocknerf.block import BlockModel, load_block  # noqa: E402
+from blocknerf.capture import Frame  # noqa: E402
 from blocknerf.capture_io import read_capture  # noqa: E402
 from blocknerf.cli.settings import Settings  # noqa: E402
 from blocknerf.config import read_yaml, replace, to_dict  # noqa: E402
@@ -109,7 +113,6 @@ def main() -> int:
     began = time.perf_counter()
     costs = SampleCosts()
     result = train_block(spec, capture, settings.model, train_cfg, store, far_m=plan.far_m, probe=probe, progress=costs)
-    from blocknerf.block import load_block
 
     block = load_block(store, spec.id, version=result.version)
     final = evaluate_views(block, tests)
@@ -162,11 +165,11 @@ class SampleCosts:
     def start(self, block_id: str, total_steps: int, resumed_from: int) -> None:
         pass
 
-    def update(self, block_id: str, step: int, metrics) -> None:  # noqa: ANN001
+    def update(self, block_id: str, step: int, metrics: Mapping[str, float]) -> None:
         self.marched.append(metrics["marched_per_ray"])
         self.kept.append(metrics["samples_per_ray"])
 
-    def finish(self, block_id: str, stats) -> None:  # noqa: ANN001
+    def finish(self, block_id: str, stats: Mapping[str, Any]) -> None:
         pass
 
     def means(self) -> dict[str, float]:
@@ -178,7 +181,7 @@ class SampleCosts:
                 "marched_last_quarter": mean(self.marched[tail]), "kept_last_quarter": mean(self.kept[tail])}
 
 
-def render_samples_per_ray(block, frames) -> dict[str, float]:  # noqa: ANN001
+def render_samples_per_ray(block: BlockModel, frames: list[Frame]) -> dict[str, float]:
     """Mean samples per ray that rendering ``frames`` whole marches and colours."""
     marched = colored = rays = 0
     for f in frames:
