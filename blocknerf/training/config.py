@@ -48,7 +48,9 @@ class TrainConfig:
     0.002, 18.1 dB without)."""
     depth_loss_weight: float = 0.0
     """Weight of DS-NeRF's depth loss on frames whose capture has depth maps (``depth_file_path``);
-    0 (the default) neither loads nor uses depth."""
+    0 (the default) neither loads nor uses depth. On the synthetic city's block (1200 steps,
+    ground-truth depth) 0.1 gave 21.7 dB held out instead of 20.2, with 17 samples a ray kept
+    instead of 39 (0.01: 20.4 dB)."""
     depth_sigma: float = 0.02
     """Width of the depth loss's Gaussian about the measured depth, in contracted distance (block
     radii inside the block: 1.6 m for a block of radius 80 m)."""
