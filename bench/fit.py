@@ -6,7 +6,9 @@
 Trains one block in this process for ``--minutes`` of training time (evaluation pauses the clock),
 evaluates held-out views at the marks, then times the render of one full frame. Prints the curve
 and writes bench/results/fit_<name>.json with keys ``psnr_at_s`` (seconds -> dB),
-``render_s_per_frame`` and ``peak_rss_mb``.
+``render_s_per_frame``, ``peak_rss_mb`` and the samples a ray costs: ``train_samples_per_ray``
+(marched: density evaluated; kept: still visible) averaged over the steps, and
+``render_samples_per_ray`` (marched, coloured) over the held-out views.
 """
 
 from __future__ import annotations
@@ -18,18 +20,24 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from blocknerf.model.block import BlockModel, load_block  # noqa: E402
+from blocknerf.capture import Frame  # noqa: E402
 from blocknerf.capture.transforms import read_capture  # noqa: E402
 from blocknerf.cli.settings import Settings  # noqa: E402
 from blocknerf.config import read_yaml, replace, to_dict  # noqa: E402
 from blocknerf.errors import CaptureWarning  # noqa: E402
-from blocknerf.evaluation.views import evaluate_views  # noqa: E402
+from blocknerf.evaluation import evaluate_views  # noqa: E402
+from blocknerf.model.renderer import Rays  # noqa: E402
+from blocknerf.capture.rays import image_rays  # noqa: E402
 from blocknerf.store import BlockStore  # noqa: E402
 from blocknerf.training.trainer import train_block  # noqa: E402
 from partitioning import plan_blocks  # noqa: E402
@@ -103,8 +111,8 @@ def main() -> int:
                   f"  (eval {time.perf_counter() - t0:.0f} s)", flush=True)
 
     began = time.perf_counter()
-    result = train_block(spec, capture, settings.model, train_cfg, store, far_m=plan.far_m, probe=probe)
-    from blocknerf.model.block import load_block
+    costs = SampleCosts()
+    result = train_block(spec, capture, settings.model, train_cfg, store, far_m=plan.far_m, probe=probe, progress=costs)
 
     block = load_block(store, spec.id, version=result.version)
     final = evaluate_views(block, tests)
@@ -115,6 +123,7 @@ def main() -> int:
         block.render_view(view.c2w, view.intrinsics, exposure=view.exposure)
         times.append(time.perf_counter() - t0)
     render_s = sorted(times)[1]
+    render_costs = render_samples_per_ray(block, tests)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {
         "name": name,
@@ -125,6 +134,8 @@ def main() -> int:
         "render_s_per_frame": round(render_s, 3),
         "frame_size": [view.intrinsics.width, view.intrinsics.height],
         "peak_rss_mb": round(peak_mb, 1),
+        "train_samples_per_ray": costs.means(),
+        "render_samples_per_ray": render_costs,
         "steps": result.stats["steps"],
         "rays": result.stats["rays"],
         "train_seconds": result.stats["train_seconds"],
@@ -134,6 +145,7 @@ def main() -> int:
         "threads": args.threads,
         "config": args.config,
     }
+    print(f"samples per ray: training {costs.means()}, rendering {render_costs}")
     print(f"final held-out PSNR {final['psnr']:.2f} dB, SSIM {final['ssim']:.3f}; render {render_s:.2f} s/frame "
           f"({view.intrinsics.width}x{view.intrinsics.height}); peak RSS {peak_mb:.0f} MB; {result.stats['steps']} steps")
     path = Path(args.out) if args.out else ROOT / "bench" / "results" / f"fit_{name}.json"
@@ -141,6 +153,42 @@ def main() -> int:
     path.write_text(json.dumps(out, indent=2))
     print(f"wrote {path}")
     return 0
+
+
+class SampleCosts:
+    """A TrainProgress that averages the samples per ray of the training steps."""
+
+    def __init__(self) -> None:
+        self.marched: list[float] = []
+        self.kept: list[float] = []
+
+    def start(self, block_id: str, total_steps: int, resumed_from: int) -> None:
+        pass
+
+    def update(self, block_id: str, step: int, metrics: Mapping[str, float]) -> None:
+        self.marched.append(metrics["marched_per_ray"])
+        self.kept.append(metrics["samples_per_ray"])
+
+    def finish(self, block_id: str, stats: Mapping[str, Any]) -> None:
+        pass
+
+    def means(self) -> dict[str, float]:
+        """Mean marched and kept samples per ray over all steps and over the last quarter."""
+        n = len(self.kept)
+        tail = slice(3 * n // 4, n)
+        mean = lambda v: round(sum(v) / max(len(v), 1), 2)  # noqa: E731
+        return {"marched": mean(self.marched), "kept": mean(self.kept),
+                "marched_last_quarter": mean(self.marched[tail]), "kept_last_quarter": mean(self.kept[tail])}
+
+
+def render_samples_per_ray(block: BlockModel, frames: list[Frame]) -> dict[str, float]:
+    """Mean samples per ray that rendering ``frames`` whole marches and colours."""
+    marched = colored = rays = 0
+    for f in frames:
+        origins, dirs, _ = image_rays(f.c2w, f.intrinsics, block.device)
+        m, c = block.renderer.sample_counts(block.field, block.occupied, Rays(origins, dirs))
+        marched, colored, rays = marched + m, colored + c, rays + origins.shape[0]
+    return {"marched": round(marched / max(rays, 1), 2), "colored": round(colored / max(rays, 1), 2)}
 
 
 if __name__ == "__main__":

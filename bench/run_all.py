@@ -35,6 +35,8 @@ BENCHES: dict[str, tuple[list[str], list[str], str, list[str]]] = {
                  "fit_city_block.json", ["psnr_at_s", "render_s_per_frame"]),
     "train_scaling": (["bench/train_scaling.py"], ["bench/train_scaling.py", "--quick"], "train_scaling.json", ["seconds_1_worker", "seconds_2_workers", "speedup"]),
     "update": (["bench/update.py"], ["bench/update.py", "--steps", "20", "--out", "/dev/null"], "update.json", ["full_train_s", "update_s", "ratio"]),
+    "fidelity": (["bench/fidelity.py"], ["bench/fidelity.py", "--seconds", "5", "--views", "1", "--out", "/dev/null"],
+                 "fidelity.json", ["seam_psnr", "interior_psnr", "train_s"]),
     "stream": (["bench/stream.py"], ["bench/stream.py", "--frames", "6", "--repeats", "1"], "stream.json", []),
     "viewer": (["bench/viewer.py"], ["bench/viewer.py", "--steps", "20", "--width", "64", "--moves", "3", "--out", "/dev/null"], "viewer.json",
                ["latency_ms_median", "latency_ms_p95"]),

@@ -93,7 +93,11 @@ class Frame:
     split: Split | None = None
     """``"train"``, ``"test"`` (held out) or None (no split given: used for training)."""
     depth_path: Path | None = None
-    """Ground-truth depth (metres along the optical axis, ``.npy``), e.g. for the synthetic city."""
+    """Depth along the optical axis (``.npy``, or a 16-bit ``.png`` as nerfstudio writes), e.g. the
+    synthetic city's ground truth (metres; +inf for sky) or a sensor's; 0 or non-finite: no depth."""
+    depth_unit_scale: float = 1.0
+    """Multiplier from stored depth values to world units (nerfstudio's top-level
+    ``depth_unit_scale_factor``, e.g. 0.001 for depth PNGs in millimetres)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Other per-frame keys of transforms.json, kept so that writing the capture loses nothing."""
 

@@ -79,6 +79,8 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
         raise InputError(where, f"camera_model '{model}' is not supported (pinhole or OpenCV k1, k2, p1, p2 only)")
     splits = _read_splits(doc, where)
     geo_origin = None if doc.get("geo_origin") is None else _lla(doc["geo_origin"], where, "geo_origin")
+    # Kept in the capture's extra keys too, so that writing the capture back keeps it.
+    depth_scale = _opt_float(doc.get("depth_unit_scale_factor"), where, "depth_unit_scale_factor")
 
     frames: list[Frame] = []
     missing: list[str] = []
@@ -122,6 +124,7 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
                 gps=None if entry.get("gps") is None else _lla(entry["gps"], where, f"{label}: gps"),
                 split=splits.get(frame_id),
                 depth_path=None if entry.get("depth_file_path") is None else (root / entry["depth_file_path"]),
+                depth_unit_scale=1.0 if depth_scale is None else depth_scale,
                 extra={k: v for k, v in entry.items() if k not in _FRAME_KEYS},
             )
         )

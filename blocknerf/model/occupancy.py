@@ -4,10 +4,15 @@ Instant-NGP's scheme: a density estimate per cell, refreshed every few training 
 evaluating the field at a random point in (a random share of) the cells, decaying old estimates;
 a cell is occupied when its estimated opacity over a minimum step exceeds a threshold. Marching
 visits only occupied cells, in training and rendering.
+
+On outward-looking captures the young field is a fog that passes Instant-NGP's threshold almost
+everywhere, so here the threshold rises on a schedule (``OccupancyConfig.threshold_at``); updates
+start at the end of the warm-up, when every cell is treated as occupied anyway.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -31,6 +36,12 @@ class OccupancyGrid:
     @property
     def resolution(self) -> int:
         return self.cfg.resolution
+
+    def due(self, step: int) -> bool:
+        """Whether training ``step`` (counted from 1) ends with a grid update: at the end of the
+        warm-up, then every ``update_every`` steps."""
+        start = max(self.cfg.warmup_steps, 1)
+        return step >= start and (step - start) % self.cfg.update_every == 0
 
     def occupied_fraction(self) -> float:
         return float(self.occupied.float().mean())
@@ -75,10 +86,10 @@ class OccupancyGrid:
         if self.step < self.cfg.warmup_steps:
             self.occupied = torch.ones_like(self.occupied)
             return
-        opacity_threshold = self.cfg.threshold
-        density_threshold = -torch.log1p(torch.tensor(-opacity_threshold)).item() / self.min_step
-        mean = float(self.density.mean())
-        self.occupied = self.density > min(density_threshold, mean)
+        threshold = -math.log1p(-self.cfg.threshold_at(self.step)) / self.min_step
+        if self.cfg.cap_at_mean:
+            threshold = min(threshold, float(self.density.mean()))
+        self.occupied = self.density > threshold
 
     def state_arrays(self) -> dict[str, torch.Tensor]:
         return {"occupancy_density": self.density, "occupancy_updates": torch.tensor([self.updates, self.step])}

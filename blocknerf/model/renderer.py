@@ -16,7 +16,7 @@ from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import SamplerConfig
 from blocknerf.model.field import BlockField
 from blocknerf.model.marching import RaySamples, march
-from blocknerf.model.volume import accumulate, distortion_loss, transmittance_and_weights
+from blocknerf.model.volume import accumulate, depth_loss, distortion_loss, transmittance_and_weights
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class TrainRender:
     opacity: torch.Tensor
     visibility_loss: torch.Tensor
     distortion_loss: torch.Tensor
+    depth_loss: torch.Tensor
+    """DS-NeRF depth loss against the batch's depths (0 when none were given)."""
     marched: int
     kept: int
     colored: int
@@ -94,11 +96,21 @@ class BlockRenderer:
         return samples.select(keep), sigma[keep]
 
     def render_train(
-        self, field: BlockField, occupied: torch.Tensor, rays: Rays, generator: torch.Generator
+        self,
+        field: BlockField,
+        occupied: torch.Tensor,
+        rays: Rays,
+        generator: torch.Generator,
+        *,
+        depth: torch.Tensor | None = None,
+        depth_sigma: float = 0.02,
     ) -> TrainRender:
         """Differentiable render of a training batch (stratified jitter from ``generator``).
 
         ``rgb`` is premultiplied (what the samples contribute); add ``(1 - opacity) * background``.
+        ``depth``: (R,) measured distance along each ray (world units; NaN or inf: none) for the
+        depth loss, whose Gaussian has width ``depth_sigma`` in contracted distance (block radii
+        inside the block).
         """
         n = len(rays)
         jitter = torch.rand(n, generator=generator, device="cpu").to(rays.origins.device)
@@ -117,10 +129,27 @@ class BlockRenderer:
         vis = field.visibility(geo_c.detach(), vis_ray, idx)
         vis_loss = torch.mean((vis - trans.detach()[colored]) ** 2) if idx.numel() else rgb.sum() * 0.0
         # Distortion loss in a contracted distance s = g(t / r) (linear inside the block, then 2 - r/t).
-        u = samples.t / self.bounds.radius
-        mid = torch.where(u <= 1.0, u, 2.0 - 1.0 / u.clamp(min=1.0))
+        mid = self._contracted_distance(samples.t)
         dist = distortion_loss(weights, mid, samples.ds, samples.ray_indices, n)
-        return TrainRender(rgb, opacity, vis_loss, dist, len(marched), len(samples), int(idx.numel()))
+        if depth is None:
+            dep = weights.sum() * 0.0
+        else:
+            dep = depth_loss(weights, mid, samples.ds, samples.ray_indices, self._contracted_distance(depth), depth_sigma)
+        return TrainRender(rgb, opacity, vis_loss, dist, dep, len(marched), len(samples), int(idx.numel()))
+
+    def _contracted_distance(self, t: torch.Tensor) -> torch.Tensor:
+        """World distance -> s = g(t / r): linear inside the block, then 2 - r / t (inf stays inf)."""
+        u = t / self.bounds.radius
+        return torch.where(u <= 1.0, u, 2.0 - 1.0 / u.clamp(min=1.0))
+
+    @torch.no_grad()
+    def sample_counts(self, field: BlockField, occupied: torch.Tensor, rays: Rays) -> tuple[int, int]:
+        """Samples that rendering ``rays`` marches (density evaluated) and colours; what a ray costs."""
+        samples = self._march(rays, occupied, None)
+        sigma = field.density_only(samples.x01) if len(samples) else samples.t
+        trans, weights = transmittance_and_weights(sigma * samples.ds, samples.ray_indices, samples.n_rays)
+        colored = (weights > self.cfg.min_weight) & (trans > self.cfg.early_stop_transmittance)
+        return len(samples), int(colored.sum())
 
     @torch.no_grad()
     def render(self, field: BlockField, occupied: torch.Tensor, rays: Rays, *, chunk: int = 8192) -> RenderResult:

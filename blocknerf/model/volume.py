@@ -79,6 +79,32 @@ def distortion_loss(
     return ((inter + intra).sum() / max(n_rays, 1)).to(weights.dtype)
 
 
+def depth_loss(
+    weights: torch.Tensor,
+    s: torch.Tensor,
+    widths: torch.Tensor,
+    ray_indices: torch.Tensor,
+    target_s: torch.Tensor,
+    sigma: float,
+) -> torch.Tensor:
+    """DS-NeRF's depth loss: the rendering weights of a ray should follow a narrow Gaussian about
+    its measured depth. Averaged over the rays whose ``target_s`` is finite (others have no depth).
+
+    L = sum_i -log(w_i + eps) exp(-(s_i - D)^2 / (2 sigma^2)) d_i for samples at distance s_i of
+    width d_i and the ray's depth D, all in one monotone parametrisation of distance (the caller's;
+    the renderer uses contracted distance so that one ``sigma`` fits near and far). Raising the
+    weights near D needs transmittance up to D, so a fog in front of the surface is penalised too.
+    weights, s, widths, ray_indices: (S,); target_s: (R,).
+    """
+    valid = torch.isfinite(target_s)
+    n_valid = int(valid.sum())
+    if weights.numel() == 0 or n_valid == 0:
+        return weights.sum() * 0.0
+    target = torch.where(valid, target_s, torch.zeros_like(target_s))[ray_indices]
+    gauss = torch.exp(-((s - target) ** 2) / (2.0 * sigma * sigma)) * valid[ray_indices]
+    return (-torch.log(weights + 1e-6) * gauss * widths).sum() / n_valid
+
+
 def accumulate(values: torch.Tensor, weights: torch.Tensor, ray_indices: torch.Tensor, n_rays: int) -> torch.Tensor:
     """Per-ray weighted sums: values (S, C) or (S,), weights (S,) -> (R, C) or (R,)."""
     weighted = values * (weights if values.dim() == 1 else weights[:, None])

@@ -48,6 +48,14 @@ class TrainConfig:
     """Weight of mip-NeRF 360's distortion loss, which pulls each ray's weights together. Off by
     default: on the synthetic city it slowed early training (tiny city, 200 steps: 17.8 dB with
     0.002, 18.1 dB without)."""
+    depth_loss_weight: float = 0.0
+    """Weight of DS-NeRF's depth loss on frames whose capture has depth maps (``depth_file_path``);
+    0 (the default) neither loads nor uses depth. On the synthetic city's block (1200 steps,
+    ground-truth depth) 0.1 gave 21.7 dB held out instead of 20.2, with 17 samples a ray kept
+    instead of 39 (0.01: 20.4 dB)."""
+    depth_sigma: float = 0.02
+    """Width of the depth loss's Gaussian about the measured depth, in contracted distance (block
+    radii inside the block: 1.6 m for a block of radius 80 m)."""
     visibility_weight: float = 0.1
     """Weight of the visibility head's loss."""
     checkpoint_every_s: float = 60.0
@@ -77,6 +85,8 @@ class TrainConfig:
             raise ValueError("lr must be > 0 and lr_final_ratio in (0, 1]")
         if not 0.0 <= self.outside_ray_fraction < 1.0:
             raise ValueError("outside_ray_fraction must be in [0, 1)")
+        if self.depth_loss_weight < 0 or self.depth_sigma <= 0:
+            raise ValueError("depth_loss_weight must be >= 0 and depth_sigma > 0")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError("time_budget_s must be positive")
         self.bake_grid.validate()

@@ -34,12 +34,23 @@ class RayBatch:
     directions: torch.Tensor
     rgb: torch.Tensor
     """(R, 3) float32 target colour in [0, 1]."""
+    depth: torch.Tensor | None = None
+    """(R,) float32 measured distance along each ray (world units; +inf: sky, NaN: none), when the
+    pixels were loaded with depth."""
 
 
 class BlockPixels:
     """The training frames of one block, their pixels and the pixel subsets to sample from."""
 
-    def __init__(self, frames: Sequence[Frame], crosses: RayTest, *, device: torch.device | str = "cpu", workers: int = 4) -> None:
+    def __init__(
+        self,
+        frames: Sequence[Frame],
+        crosses: RayTest,
+        *,
+        device: torch.device | str = "cpu",
+        workers: int = 4,
+        with_depth: bool = False,
+    ) -> None:
         if not frames:
             raise InputError(None, "the block has no training frames")
         self.frames = tuple(frames)
@@ -62,6 +73,12 @@ class BlockPixels:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             images = list(pool.map(self._load, self.frames))
         self.pixels = torch.from_numpy(np.concatenate([im.reshape(-1, 3) for im in images])).to(self.device)
+        self.depth: torch.Tensor | None = None
+        """(pixels,) float32 distance along each pixel's ray, when loaded with depth."""
+        if with_depth:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                depths = list(pool.map(self._ray_depth, range(len(self.frames))))
+            self.depth = torch.from_numpy(np.concatenate(depths)).to(self.device)
         inside = [self._crossing_pixels(i, crosses) for i in range(len(self.frames))]
         mask = torch.from_numpy(np.concatenate(inside))
         ids = torch.arange(int(self.offsets[-1]), dtype=torch.int64)
@@ -75,6 +92,20 @@ class BlockPixels:
         if image.shape[:2] != (k.height, k.width):
             raise InputError(frame.image_path, f"image is {image.shape[1]}x{image.shape[0]} but its intrinsics say {k.width}x{k.height}")
         return image
+
+    def _ray_depth(self, i: int) -> np.ndarray:
+        """(H*W,) distance along the rays of frame i from its depth map (NaN throughout without one)."""
+        frame = self.frames[i]
+        n = int(self.offsets[i + 1] - self.offsets[i])
+        if frame.depth_path is None:
+            return np.full(n, np.nan, dtype=np.float32)
+        z = load_depth(frame).reshape(-1)
+        if z.shape[0] != n:
+            raise InputError(frame.depth_path, f"depth map has {z.shape[0]} pixels but the image {n}")
+        start = int(self._frame_table_offset[i])
+        cam = self._dir_table[start : start + n].cpu().numpy()
+        # Camera directions have z = -1: the distance along a ray is the depth times its length.
+        return (z * np.linalg.norm(cam, axis=1)).astype(np.float32)
 
     def _crossing_pixels(self, i: int, crosses: RayTest) -> np.ndarray:
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
@@ -110,4 +141,28 @@ class BlockPixels:
         image = image.to(self.device)
         origins, dirs = world_rays(self.c2w[image], cam)
         rgb = self.pixels[pixel_ids.to(self.device)].float() / 255.0
-        return RayBatch(image, origins, dirs, rgb)
+        depth = None if self.depth is None else self.depth[pixel_ids.to(self.device)]
+        return RayBatch(image, origins, dirs, rgb, depth)
+
+
+def load_depth(frame: Frame) -> np.ndarray:
+    """(H, W) float32 depth along the optical axis of a frame, in world units: its ``.npy`` (float)
+    or 16-bit ``.png`` (nerfstudio) times ``depth_unit_scale``; +inf stays (sky), 0 and NaN are
+    "no depth" (NaN)."""
+    path = frame.depth_path
+    if path is None:
+        raise InputError(None, f"frame {frame.id} has no depth map")
+    try:
+        if path.suffix.lower() == ".npy":
+            raw = np.load(path, allow_pickle=False)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                raw = np.asarray(img)
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read depth map ({exc})") from None
+    z = np.asarray(raw, dtype=np.float32) * np.float32(frame.depth_unit_scale)
+    if z.ndim == 3:
+        z = z[..., 0]
+    return np.where(z > 0, z, np.float32(np.nan)).astype(np.float32)

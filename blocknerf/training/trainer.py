@@ -1,8 +1,8 @@
 """``train_block``: optimise one block's field on the pixels that see it, with checkpoints.
 
 One step: draw rays (mostly from pixels whose rays cross the block), march the occupancy grid,
-render, take the photometric loss (+ the visibility head's loss and a small appearance-code
-penalty), and step Adam (fused; hash tables without weight decay). The occupancy grid is refreshed
+render, take the photometric loss (+ the visibility head's loss, a small appearance-code penalty
+and, with ``depth_loss_weight`` and depth maps, DS-NeRF's depth loss), and step Adam (fused; hash tables without weight decay). The occupancy grid is refreshed
 every few steps. The number of rays per step adapts so that each step processes about
 ``samples_per_step`` samples, as in Instant-NGP.
 
@@ -197,7 +197,9 @@ def train_block(
     cfg = run_config(train_cfg, warm=init is not None, overrides=overrides)
     run = run_id(fingerprint, init, cfg, train_cfg)
 
-    data = BlockPixels(train_frames, lambda o, d: spec.ray_crossing(o, d, far_m), device=device)
+    data = BlockPixels(
+        train_frames, lambda o, d: spec.ray_crossing(o, d, far_m), device=device, with_depth=cfg.depth_loss_weight > 0
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fld = BlockField(model_cfg, num_images=data.num_images, with_exposure=data.log2_exposure is not None).to(device)
@@ -232,10 +234,13 @@ def train_block(
             batch = data.sample(n_rays, generator, cfg.outside_ray_fraction)
             codes = fld.appearance_codes(batch.image_indices)
             log2e = None if data.log2_exposure is None else data.log2_exposure[batch.image_indices]
-            out = renderer.render_train(fld, occupancy.occupied, Rays(batch.origins, batch.directions, codes, log2e), generator)
+            rays = Rays(batch.origins, batch.directions, codes, log2e)
+            out = renderer.render_train(fld, occupancy.occupied, rays, generator, depth=batch.depth, depth_sigma=cfg.depth_sigma)
             rgb = out.rgb + (1.0 - out.opacity)[:, None] * _background(cfg.background, n_rays, generator, device)
             mse = torch.mean((rgb - batch.rgb) ** 2)
             loss = mse + cfg.visibility_weight * out.visibility_loss + cfg.distortion_weight * out.distortion_loss
+            if cfg.depth_loss_weight > 0:
+                loss = loss + cfg.depth_loss_weight * out.depth_loss
             if codes is not None and cfg.appearance_l2 > 0:
                 loss = loss + cfg.appearance_l2 * codes.pow(2).sum(dim=-1).mean()
             if not torch.isfinite(loss):
@@ -247,7 +252,7 @@ def train_block(
             loss.backward()
             optimizer.step()
             loop.step += 1
-            if loop.step % model_cfg.occupancy.update_every == 0 or loop.step == 1:
+            if occupancy.due(loop.step):
                 fld.eval()
                 occupancy.update(fld.density_only, generator, loop.step)
                 fld.train()
@@ -264,7 +269,8 @@ def train_block(
                     spec.id,
                     loop.step,
                     {"loss": loss.detach().item(), "psnr": mse_to_psnr(loop.ema_mse), "rays_per_s": n_rays / dt,
-                     "samples_per_ray": out.kept / n_rays, "occupied": occupancy.occupied_fraction()},
+                     "samples_per_ray": out.kept / n_rays,
+                     "marched_per_ray": out.marched / n_rays, "occupied": occupancy.occupied_fraction()},
                 )
             if probe is not None:
                 probe(loop.step, loop.elapsed_s, lambda: _snapshot(spec.id, bounds, model_cfg, fld, occupancy, train_frames))
