@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from blocknerf.capture.frames import Intrinsics
-from blocknerf.model.baked_grid import BakedGrid, has_baked_arrays, render_grid
+from blocknerf.model.baked_grid import BakedGrid, has_baked_arrays, render_grid_means
 from blocknerf.model.block import View, render_view
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import SamplerConfig
@@ -30,6 +30,9 @@ HEAD_ARRAYS = re.compile(r"^field\.(color_geo|color_ray|color_rest|vis_geo|vis_r
 """Names of the arrays of a version that a baked block needs besides its grid (heads, codes)."""
 BACKGROUND = 0.5
 """What shows through where a ray's opacity is short of one (the neural renderer's choice)."""
+DECODE_CHUNK = 8192
+"""Rays decoded per pass of the colour head: its activations then stay in a core's cache (on the
+2-core machine 8192 rays decode 1.5x faster than one pass over a 320x240 frame)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class ColorHeads:
 
     def decode(self, geo: torch.Tensor, rays: Rays) -> tuple[torch.Tensor, torch.Tensor]:
         """(R, F) geometry features and the rays' inputs -> (R, 3) colour, (R,) visibility."""
+        return self.decode_folded(geo, rays, _ONE, _ZERO)
+
+    def decode_reference(self, geo: torch.Tensor, rays: Rays) -> tuple[torch.Tensor, torch.Tensor]:
+        """``decode`` written as the field's heads are (the oracle of the fused ``decode``)."""
         n = geo.shape[0]
         sh = sh_encode(rays.directions, self.sh_degree)
         parts = [sh]
@@ -76,6 +83,101 @@ class ColorHeads:
         rgb = torch.sigmoid(h)
         hv = torch.relu(self._linear("vis_geo", geo) + self._linear("vis_ray", sh))
         return rgb, torch.sigmoid(self._linear("vis_out", hv)[:, 0])
+
+    def decode_folded(
+        self, geo: torch.Tensor, rays: Rays, scale: torch.Tensor, offset: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``decode`` of the features ``geo * scale + offset`` (a dequantisation folded into the
+        first layer's weights), fused: the colour and visibility heads' first layers are one
+        matrix product, and a per-image appearance code / exposure shared by all rays (the
+        compositor's case) is a bias computed once, not a column block of every ray's input."""
+        n = geo.shape[0]
+        packed = self._packed(scale, offset)
+        sh = sh_encode(rays.directions, self.sh_degree)
+        extra = self._ray_extra(rays, n, geo)
+        bias = packed["bias"]
+        if extra is not None and extra.shape[0] == 1:
+            bias = bias.clone()
+            bias[: packed["hc"]] += (extra @ packed["w_extra"])[0]
+            extra = None
+        pre = torch.addmm(bias, geo, packed["w_geo"])
+        pre.addmm_(sh, packed["w_sh"])
+        if extra is not None:
+            pre[:, : packed["hc"]].addmm_(extra, packed["w_extra"])
+        pre.relu_()
+        h = pre[:, : packed["hc"]]
+        last = len(packed["rest"]) - 1
+        for i, (w, b) in enumerate(packed["rest"]):
+            h = torch.addmm(b, h, w) if b is not None else h @ w
+            if i < last:
+                h.relu_()
+        rgb = h.sigmoid_()
+        vis = torch.addmm(packed["vis_b"], pre[:, packed["hc"] :], packed["vis_w"]) if packed["vis_b"] is not None else pre[:, packed["hc"] :] @ packed["vis_w"]
+        return rgb, vis[:, 0].sigmoid_()
+
+    def _ray_extra(self, rays: Rays, n: int, like: torch.Tensor) -> torch.Tensor | None:
+        """The colour head's per-ray inputs after the SH (appearance code, exposure): (1, E) when
+        every ray shares them, (R, E) otherwise, None when there are none."""
+        parts = []
+        shared = True
+        if self.appearance_dim:
+            a = rays.appearance
+            if a is None:
+                parts.append(like.new_zeros(1, self.appearance_dim))
+            elif n <= 1 or a.stride(0) == 0:
+                parts.append(a[:1])
+            else:
+                shared = False
+                parts.append(a)
+        if self.with_exposure:
+            e = rays.log2_exposure
+            if e is None:
+                parts.append(like.new_zeros(1, 1))
+            elif n <= 1 or e.stride(0) == 0 or bool((e == e[0]).all()):
+                parts.append(e[:1, None])
+            else:
+                shared = False
+                parts.append(e[:, None])
+        if not parts:
+            return None
+        if not shared:
+            parts = [p.expand(n, -1) for p in parts]
+        return torch.cat([p.float() for p in parts], dim=-1)
+
+    def _packed(self, scale: torch.Tensor, offset: torch.Tensor) -> dict[str, Any]:
+        """The heads' weights laid out for ``decode_folded`` (cached per dequantisation)."""
+        key = (tuple(scale.reshape(-1).tolist()), tuple(offset.reshape(-1).tolist()))
+        cache = self.__dict__.setdefault("_packed_cache", {})
+        if key in cache:
+            return cache[key]
+        w = self.weights
+        s = self.sh_degree**2
+        cg, cr = w["color_geo.weight"], w["color_ray.weight"]
+        vg, vr = w["vis_geo.weight"], w["vis_ray.weight"]
+        hc = cg.shape[0]
+        zero = lambda k: torch.zeros(k)  # noqa: E731
+        geo_w = torch.cat([cg, vg])
+        w_geo = geo_w * scale.float().reshape(1, -1)
+        bias = torch.cat([w.get("color_geo.bias", zero(hc)), w.get("vis_geo.bias", zero(vg.shape[0]))])
+        bias = bias + geo_w @ offset.float().reshape(-1).expand(geo_w.shape[1])
+        layers = sorted({int(k.split(".")[1]) for k in w if k.startswith("color_rest.")})
+        packed = {
+            "hc": hc,
+            "w_geo": w_geo.t().contiguous(),
+            "w_sh": torch.cat([cr[:, :s], vr]).t().contiguous(),
+            "w_extra": cr[:, s:].t().contiguous(),
+            "bias": bias.contiguous(),
+            "rest": [(w[f"color_rest.{i}.weight"].t().contiguous(), w.get(f"color_rest.{i}.bias")) for i in layers],
+            "vis_w": w["vis_out.weight"].t().contiguous(),
+            "vis_b": w.get("vis_out.bias"),
+        }
+        cache.clear()
+        cache[key] = packed
+        return packed
+
+
+_ONE = torch.ones(())
+_ZERO = torch.zeros(())
 
 
 @dataclass
@@ -132,18 +234,34 @@ class BakedBlock:
         dev = rays.origins.device
         cpu = Rays(*(None if t is None else t.detach().float().cpu() for t in (rays.origins, rays.directions, rays.appearance, rays.log2_exposure)))
         o, d = self.bounds.normalize_rays(cpu.origins, cpu.directions)
-        out = render_grid(self.grid, o, d, self.edges, t_stop=self.sampler.early_stop_transmittance,
-                          min_weight=self.sampler.min_weight, backend=self.backend)
-        rgb = torch.full((len(cpu), 3), BACKGROUND)
-        vis = torch.zeros(len(cpu))
-        hit = (out.opacity > 0).nonzero().squeeze(1)
-        if hit.numel():
-            sub = Rays(*(None if t is None else t[hit] for t in (cpu.origins, cpu.directions, cpu.appearance, cpu.log2_exposure)))
-            c, v = self.heads.decode(out.features[hit], sub)
-            a = out.opacity[hit, None]
-            rgb[hit] = a * c + (1.0 - a) * BACKGROUND
-            vis[hit] = v
-        return RenderResult(rgb.to(dev), out.depth.to(dev), out.opacity.to(dev), vis.to(dev))
+        feat, opacity, depth = render_grid_means(self.grid, o, d, self.edges, t_stop=self.sampler.early_stop_transmittance,
+                                                 min_weight=self.sampler.min_weight, backend=self.backend)
+        n = len(cpu)
+        hit = opacity > 0
+        n_hit = int(hit.sum())
+        rgb = torch.full((n, 3), BACKGROUND)
+        vis = torch.zeros(n)
+        if n_hit * 2 >= n:  # most rays hit: decode every ray (a miss decodes to the background below)
+            self._decode_into(feat, cpu, opacity, rgb, vis)
+            vis.mul_(hit)
+        elif n_hit:
+            idx = hit.nonzero().squeeze(1)
+            sub = Rays(*(None if t is None else t[idx] for t in (cpu.origins, cpu.directions, cpu.appearance, cpu.log2_exposure)))
+            c, v = torch.empty(n_hit, 3), torch.empty(n_hit)
+            self._decode_into(feat[idx], sub, opacity[idx], c, v)
+            rgb[idx] = c
+            vis[idx] = v
+        return RenderResult(rgb.to(dev), depth.to(dev), opacity.to(dev), vis.to(dev))
+
+    def _decode_into(self, feat: torch.Tensor, rays: Rays, opacity: torch.Tensor, rgb: torch.Tensor, vis: torch.Tensor) -> None:
+        """Colour over the background and visibility of weight-averaged quantised features, into
+        ``rgb`` (R, 3) and ``vis`` (R,), in slices of ``DECODE_CHUNK`` rays."""
+        for s in range(0, feat.shape[0], DECODE_CHUNK):
+            e = s + DECODE_CHUNK
+            c, v = self.heads.decode_folded(feat[s:e], rays.slice(s, e), self.grid.scale, self.grid.offset)
+            a = opacity[s:e, None]
+            rgb[s:e] = c.sub_(BACKGROUND).mul_(a).add_(BACKGROUND)  # a * c + (1 - a) * background
+            vis[s:e] = v
 
     @classmethod
     def from_record(
