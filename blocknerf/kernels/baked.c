@@ -32,6 +32,30 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* Features are accumulated 8 channels at a time: 8 bytes widened to 8 floats and one FMA (AVX2
+ * intrinsics where the compiler targets AVX2 + FMA, plain C otherwise). F that is not a multiple of
+ * 8 ends with a chunk overlapping the previous one (it sums the same products, so either copy of an
+ * overlapping channel is the same number): no read beyond a vertex's F bytes. */
+#define MAX_CHUNKS 8
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+typedef __m256 v8f;
+static inline v8f v8_zero(void) { return _mm256_setzero_ps(); }
+static inline v8f v8_fma_u8(v8f acc, float w, const uint8_t *q) {
+    __m256 x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+    return _mm256_fmadd_ps(_mm256_set1_ps(w), x, acc);
+}
+static inline void v8_store(float *out, v8f acc, float s) { _mm256_storeu_ps(out, _mm256_mul_ps(acc, _mm256_set1_ps(s))); }
+#else
+typedef struct { float v[8]; } v8f;
+static inline v8f v8_zero(void) { v8f a = {{0}}; return a; }
+static inline v8f v8_fma_u8(v8f acc, float w, const uint8_t *q) {
+    for (int i = 0; i < 8; ++i) acc.v[i] += w * (float)q[i];
+    return acc;
+}
+static inline void v8_store(float *out, v8f acc, float s) { for (int i = 0; i < 8; ++i) out[i] = acc.v[i] * s; }
+#endif
+
 /* Samples inside an empty box are skipped only when they are at least this many cells inside it,
  * so rounding never skips a sample that the plain march would evaluate in an occupied brick. */
 #define SKIP_MARGIN 1e-3f
@@ -42,6 +66,7 @@ typedef struct {
     const uint8_t *features;
     const uint8_t *coarse;
     int64_t M, B, C, Mc, N, B1, V, F;
+    int bs, cs;  /* log2 of B and C (both powers of two) */
     float Nf;
 } Grid;
 
@@ -92,8 +117,11 @@ static inline void render_one(const Grid *g, const int64_t F, const float *o, co
     const float Nf = g->Nf, q = 0.25f * Nf;
     const int32_t *brick_index = g->brick_index;
     const uint8_t *coarse = g->coarse;
-    float acc[64];
-    for (int64_t f = 0; f < F; ++f) acc[f] = 0.0f;
+    const int64_t n_chunks = F >= 8 ? (F + 7) / 8 : 0;  /* F < 8: scalar channels */
+    v8f accv[MAX_CHUNKS];
+    float acc[8];
+    for (int64_t j = 0; j < MAX_CHUNKS; ++j) accv[j] = v8_zero();
+    for (int64_t f = 0; f < 8; ++f) acc[f] = 0.0f;
     float trans = 1.0f, opacity = 0.0f, depth = 0.0f;
     const float dnorm = sqrtf(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
 
@@ -133,12 +161,13 @@ static inline void render_one(const Grid *g, const int64_t F, const float *o, co
         for (int a = 0; a < 3; ++a) {
             int64_t ci = (int64_t)p[a];
             c[a] = ci < 0 ? 0 : (ci > N - 1 ? N - 1 : ci);
-            b[a] = c[a] / B;
+            b[a] = c[a] >> g->bs;
         }
         const int64_t key = (b[0] * M + b[1]) * M + b[2];
         if (key != cur_key) {
             int64_t span = 0;  /* bricks per axis of the empty box the sample is in (0: none) */
-            if (!coarse[((b[0] / C) * Mc + b[1] / C) * Mc + b[2] / C]) {
+            const int cs = g->cs;
+            if (!coarse[((b[0] >> cs) * Mc + (b[1] >> cs)) * Mc + (b[2] >> cs)]) {
                 span = C;
             } else {
                 int32_t brick = brick_index[key];
@@ -151,7 +180,7 @@ static inline void render_one(const Grid *g, const int64_t F, const float *o, co
                     float t_exit = t_out;
                     for (int a = 0; a < 3; ++a) {
                         if (inv[a] == INFINITY) continue;
-                        int64_t first = (b[a] / span) * span;
+                        int64_t first = b[a] & ~(span - 1);
                         float face = Pd[a] > 0.0f ? (float)((first + span) * B) - SKIP_MARGIN : (float)(first * B) + SKIP_MARGIN;
                         float te = (face - P0[a]) * inv[a];
                         t_exit = te < t_exit ? te : t_exit;
@@ -190,20 +219,35 @@ static inline void render_one(const Grid *g, const int64_t F, const float *o, co
             opacity += w;
             depth += w * t;
             const uint8_t *fq = g->features + base * F;
-            for (int i = 0; i < 8; ++i) {
-                const uint8_t *qv = fq + off[i] * F;
-                const float wi = w * w8[i];
-                for (int64_t f = 0; f < F; ++f) acc[f] += wi * (float)qv[f];
+            if (n_chunks) {
+                for (int i = 0; i < 8; ++i) {
+                    const uint8_t *qv = fq + off[i] * F;
+                    const float wi = w * w8[i];
+                    for (int64_t j = 0; j < n_chunks; ++j) {
+                        const int64_t at = (j + 1) * 8 <= F ? j * 8 : F - 8;
+                        accv[j] = v8_fma_u8(accv[j], wi, qv + at);
+                    }
+                }
+            } else {
+                for (int i = 0; i < 8; ++i) {
+                    const uint8_t *qv = fq + off[i] * F;
+                    const float wi = w * w8[i];
+                    for (int64_t f = 0; f < F; ++f) acc[f] += wi * (float)qv[f];
+                }
             }
         }
         if (trans <= t_stop) break;
     }
+    float scale_out = 1.0f;
     if (normalise) {  /* the weighted means: the reference's division, 0 where nothing was hit */
-        float inv = opacity > 0.0f ? 1.0f / (opacity > 1e-10f ? opacity : 1e-10f) : 0.0f;
-        for (int64_t f = 0; f < F; ++f) acc[f] *= inv;
-        depth *= inv;
+        scale_out = opacity > 0.0f ? 1.0f / (opacity > 1e-10f ? opacity : 1e-10f) : 0.0f;
+        depth *= scale_out;
     }
-    for (int64_t f = 0; f < F; ++f) feat_out[f] = acc[f];
+    if (n_chunks) {
+        for (int64_t j = 0; j < n_chunks; ++j) v8_store(feat_out + ((j + 1) * 8 <= F ? j * 8 : F - 8), accv[j], scale_out);
+    } else {
+        for (int64_t f = 0; f < F; ++f) feat_out[f] = acc[f] * scale_out;
+    }
     *opacity_out = opacity;
     *depth_out = depth;
 }
@@ -219,7 +263,8 @@ int baked_render(int64_t n_rays, const float *origins, const float *dirs, const 
                  const int32_t *brick_index, int64_t M, int64_t B, const float *density, const uint8_t *features,
                  int64_t F, const uint8_t *coarse, int64_t C, float t_stop, float min_weight, int normalise,
                  float *feat_out, float *opacity_out, float *depth_out, int n_threads) {
-    if (F < 1 || F > 64) return -1;
+    if (F < 1 || F > 8 * MAX_CHUNKS) return -1;
+    if (B < 1 || (B & (B - 1)) || C < 1 || (C & (C - 1))) return -3;
     const int64_t K = n_edges - 1;
     if (K < 1) {
         for (int64_t r = 0; r < n_rays; ++r) {
@@ -246,6 +291,10 @@ int baked_render(int64_t n_rays, const float *origins, const float *dirs, const 
     g.V = g.B1 * g.B1 * g.B1;
     g.F = F;
     g.Nf = (float)g.N;
+    g.bs = 0;
+    while ((1 << g.bs) < B) ++g.bs;
+    g.cs = 0;
+    while ((1 << g.cs) < C) ++g.cs;
     if (n_threads < 1) n_threads = 1;
     switch (F) {
         case 15: RENDER_RAYS(15) break;

@@ -30,7 +30,8 @@ PREFIX = "baked."
 COARSE_BRICKS = 4
 """Bricks per axis of one cell of the occupancy mip."""
 MAX_NATIVE_FEATURES = 64
-"""Most features per vertex the native kernel takes (more: the torch reference renders)."""
+"""Most features per vertex the native kernel takes (more, or a brick size that is not a power of
+two: the torch reference renders)."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def render_grid_means(
     (R,) opacity, (R,) depth (the averages are 0 where the opacity is 0). The baked block folds
     the dequantisation into its colour head instead of applying it per ray."""
     lib = native_library("baked", backend, device_type=origins.device.type)
-    if lib is not None and grid.num_features <= MAX_NATIVE_FEATURES:
+    if lib is not None and grid.num_features <= MAX_NATIVE_FEATURES and grid.brick & (grid.brick - 1) == 0:
         return _render_native(lib, grid, origins, directions, edges, t_stop, min_weight, normalise=True)
     feat, opacity, depth = render_grid_reference(grid, origins, directions, edges, t_stop=t_stop, min_weight=min_weight)
     safe = opacity.clamp(min=1e-10)
@@ -245,7 +246,7 @@ def _render_native(
         _ptr(feat), _ptr(opacity), _ptr(depth), ctypes.c_int(torch.get_num_threads()),
     )
     if rc != 0:
-        raise RuntimeError(f"baked kernel failed ({rc}): at most 64 features per vertex are supported")
+        raise RuntimeError(f"baked kernel failed ({rc}): it takes at most {MAX_NATIVE_FEATURES} features and power-of-two bricks")
     return feat, opacity, depth
 
 
