@@ -161,9 +161,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", type=Path, help="a trained store (default: build one)")
     p.add_argument("--quick", action="store_true", help="small everything: checks that the script works")
-    p.add_argument("--frames", type=int, help="frames of the timed --auto render (default 300; quick 10)")
+    p.add_argument("--frames", type=int, help="frames of the timed --auto render (default 300; quick 10; 0: skip it)")
     p.add_argument("--views", type=int, default=4, help="held-out views per block for the quality comparison")
     p.add_argument("--loads", type=int, default=5, help="loads per block and renderer for the load times")
+    p.add_argument("--size-divisor", type=int, help="divide the frame sizes by this (default 1; quick 4): a preliminary run")
+    p.add_argument("--threads", type=int, help="torch (and kernel) threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args()
 
@@ -171,7 +173,9 @@ def main() -> None:
 
     from blocknerf.store import BlockStore
 
-    frames = args.frames or (10 if args.quick else 300)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    frames = args.frames if args.frames is not None else (10 if args.quick else 300)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         path = args.store or build_store(root, grid="1x1" if args.quick else "2x2", size="64x48" if args.quick else "160x120",
@@ -185,7 +189,8 @@ def main() -> None:
         }
         fps_frames = 2 if args.quick else 5
         print("frame rates (compositor, warm cache):", flush=True)
-        sizes = tuple((w // 4, h // 4) for w, h in SIZES) if args.quick else SIZES
+        div = args.size_divisor or (4 if args.quick else 1)
+        sizes = tuple((w // div, h // div) for w, h in SIZES)
         results["frame_sizes"] = [f"{w}x{h}" for w, h in sizes]
         results["frames_per_s"] = {kind: frame_rates(store, kind, fps_frames if kind == "baked" else 1, sizes) for kind in ("baked", "neural")}
         speedups = {k: round(results["frames_per_s"]["baked"][k]["frames_per_s"] / results["frames_per_s"]["neural"][k]["frames_per_s"], 1)
@@ -196,8 +201,9 @@ def main() -> None:
         results["quality"] = quality(store, args.views)
         results.update(sizes_and_loads(store, args.loads))
         print("bytes:", results["bytes"], "\nload ms:", results["load_ms"], flush=True)
-        results["auto_render_640x360"] = auto_render(path, frames, root)
-        print("auto render:", results["auto_render_640x360"], flush=True)
+        if frames > 0:
+            results["auto_render_640x360"] = auto_render(path, frames, root)
+            print("auto render:", results["auto_render_640x360"], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

@@ -30,6 +30,12 @@ HEAD_ARRAYS = re.compile(r"^field\.(color_geo|color_ray|color_rest|vis_geo|vis_r
 """Names of the arrays of a version that a baked block needs besides its grid (heads, codes)."""
 BACKGROUND = 0.5
 """What shows through where a ray's opacity is short of one (the neural renderer's choice)."""
+STOP_TRANSMITTANCE = 1e-2
+"""A baked ray stops once its transmittance falls below this (or the sampler's own threshold, if
+higher). What is left behind can change a colour by at most this much, and in a trained city block
+(2000 steps, 160x120 held-out views) it changed colours by 0.0014 on average (55.6 dB against
+rendering on to the sampler's 1e-4) while the march cost 1.47x less: the foggy space such blocks
+keep behind their surfaces is where most samples go."""
 DECODE_CHUNK = 8192
 """Rays decoded per pass of the colour head: its activations then stay in a core's cache (on the
 2-core machine 8192 rays decode 1.5x faster than one pass over a 320x240 frame)."""
@@ -193,6 +199,8 @@ class BakedBlock:
     version: int | None = None
     backend: str = "auto"
     """Kernel choice (``kernels.native_library``'s rule) for the grid renderer."""
+    stop_transmittance: float = STOP_TRANSMITTANCE
+    """Early ray termination of the baked render (see ``STOP_TRANSMITTANCE``)."""
 
     def __post_init__(self) -> None:
         self.edges = torch.from_numpy(step_edges(self.sampler, self.bounds.radius))
@@ -234,7 +242,8 @@ class BakedBlock:
         dev = rays.origins.device
         cpu = Rays(*(None if t is None else t.detach().float().cpu() for t in (rays.origins, rays.directions, rays.appearance, rays.log2_exposure)))
         o, d = self.bounds.normalize_rays(cpu.origins, cpu.directions)
-        feat, opacity, depth = render_grid_means(self.grid, o, d, self.edges, t_stop=self.sampler.early_stop_transmittance,
+        t_stop = max(self.sampler.early_stop_transmittance, self.stop_transmittance)
+        feat, opacity, depth = render_grid_means(self.grid, o, d, self.edges, t_stop=t_stop,
                                                  min_weight=self.sampler.min_weight, backend=self.backend)
         n = len(cpu)
         hit = opacity > 0
@@ -288,4 +297,4 @@ def is_baked(attrs: Mapping[str, Any], names: object = None) -> bool:
     return "baked" in attrs and (names is None or has_baked_arrays(names))
 
 
-__all__ = ["BACKGROUND", "HEAD_ARRAYS", "BakedBlock", "ColorHeads", "is_baked"]
+__all__ = ["BACKGROUND", "HEAD_ARRAYS", "STOP_TRANSMITTANCE", "BakedBlock", "ColorHeads", "is_baked"]
