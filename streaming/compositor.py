@@ -241,7 +241,10 @@ class Compositor:
         from blocknerf.capture.rays import image_rays
 
         device = getattr(block, "device", torch.device("cpu"))
-        origins, dirs, _ = image_rays(np.array(view.c2w), view.intrinsics, device)
+        from blocknerf.kernels.build import torch_threads
+
+        with torch_threads(1):  # small ops: see torch_threads
+            origins, dirs, _ = image_rays(np.array(view.c2w), view.intrinsics, device)
         code = self.streamer.appearance_code(key, block, snap)
         log2e = math.log2(view.exposure) if view.exposure else None
         chunk = self.cfg.chunk_rays

@@ -9,8 +9,10 @@ the neural path; where a ray's weights sit on one surface, this is the neural co
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from blocknerf.capture.frames import Intrinsics
+from blocknerf.kernels.build import torch_threads
 from blocknerf.model.baked_grid import BakedGrid, has_baked_arrays, render_grid_means
 from blocknerf.model.block import View, render_view
 from blocknerf.model.bounds import BlockBounds
@@ -182,6 +185,11 @@ class ColorHeads:
         return packed
 
 
+@functools.cache
+def _decode_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="baked-decode")
+
+
 _ONE = torch.ones(())
 _ZERO = torch.zeros(())
 
@@ -240,31 +248,57 @@ class BakedBlock:
     @torch.no_grad()
     def _render_chunk(self, rays: Rays) -> RenderResult:
         dev = rays.origins.device
-        cpu = Rays(*(None if t is None else t.detach().float().cpu() for t in (rays.origins, rays.directions, rays.appearance, rays.log2_exposure)))
-        o, d = self.bounds.normalize_rays(cpu.origins, cpu.directions)
-        t_stop = max(self.sampler.early_stop_transmittance, self.stop_transmittance)
-        feat, opacity, depth = render_grid_means(self.grid, o, d, self.edges, t_stop=t_stop,
-                                                 min_weight=self.sampler.min_weight, backend=self.backend)
-        n = len(cpu)
-        hit = opacity > 0
-        n_hit = int(hit.sum())
-        rgb = torch.full((n, 3), BACKGROUND)
-        vis = torch.zeros(n)
+        threads = torch.get_num_threads()
+        with torch_threads(1):  # the glue: small ops (see ``torch_threads``); the kernel gets ``threads``
+            cpu = Rays(*(None if t is None else t.detach().float().cpu() for t in (rays.origins, rays.directions, rays.appearance, rays.log2_exposure)))
+            o, d = self.bounds.normalize_rays(cpu.origins, cpu.directions)
+            t_stop = max(self.sampler.early_stop_transmittance, self.stop_transmittance)
+            feat, opacity, depth = render_grid_means(self.grid, o, d, self.edges, t_stop=t_stop,
+                                                     min_weight=self.sampler.min_weight, backend=self.backend, threads=threads)
+            n = len(cpu)
+            hit = opacity > 0
+            n_hit = int(hit.sum())
+            rgb = torch.full((n, 3), BACKGROUND)
+            vis = torch.zeros(n)
         if n_hit * 2 >= n:  # most rays hit: decode every ray (a miss decodes to the background below)
-            self._decode_into(feat, cpu, opacity, rgb, vis)
+            self._decode_into(feat, cpu, opacity, rgb, vis, threads)
             vis.mul_(hit)
         elif n_hit:
             idx = hit.nonzero().squeeze(1)
             sub = Rays(*(None if t is None else t[idx] for t in (cpu.origins, cpu.directions, cpu.appearance, cpu.log2_exposure)))
             c, v = torch.empty(n_hit, 3), torch.empty(n_hit)
-            self._decode_into(feat[idx], sub, opacity[idx], c, v)
+            self._decode_into(feat[idx], sub, opacity[idx], c, v, threads)
             rgb[idx] = c
             vis[idx] = v
         return RenderResult(rgb.to(dev), depth.to(dev), opacity.to(dev), vis.to(dev))
 
-    def _decode_into(self, feat: torch.Tensor, rays: Rays, opacity: torch.Tensor, rgb: torch.Tensor, vis: torch.Tensor) -> None:
+    def _decode_into(
+        self, feat: torch.Tensor, rays: Rays, opacity: torch.Tensor, rgb: torch.Tensor, vis: torch.Tensor, threads: int | None = None
+    ) -> None:
         """Colour over the background and visibility of weight-averaged quantised features, into
-        ``rgb`` (R, 3) and ``vis`` (R,), in slices of ``DECODE_CHUNK`` rays."""
+        ``rgb`` (R, 3) and ``vis`` (R,), in slices of ``DECODE_CHUNK`` rays.
+
+        With T > 1 torch threads the slices are shared out to T Python threads while torch's own
+        intra-op threads are set to one: on the shared 2-core machine torch's threaded matrix
+        products of this size spun at their barriers whenever another process held a core (2
+        threads took 5-25x the CPU time of 1 for the same decode); threads that each own whole
+        slices never wait for each other."""
+        n = feat.shape[0]
+        threads = threads or torch.get_num_threads()
+        if threads <= 1 or n <= DECODE_CHUNK:
+            self._decode_slices(feat, rays, opacity, rgb, vis)
+            return
+        per = -(-n // min(threads, -(-n // DECODE_CHUNK)))
+        parts = [(s, min(s + per, n)) for s in range(0, n, per)]
+        with torch_threads(1):
+            futures = [
+                _decode_pool(threads).submit(self._decode_slices, feat[s:e], rays.slice(s, e), opacity[s:e], rgb[s:e], vis[s:e])
+                for s, e in parts
+            ]
+            for f in futures:
+                f.result()
+
+    def _decode_slices(self, feat: torch.Tensor, rays: Rays, opacity: torch.Tensor, rgb: torch.Tensor, vis: torch.Tensor) -> None:
         for s in range(0, feat.shape[0], DECODE_CHUNK):
             e = s + DECODE_CHUNK
             c, v = self.heads.decode_folded(feat[s:e], rays.slice(s, e), self.grid.scale, self.grid.offset)

@@ -151,13 +151,15 @@ def render_grid_means(
     t_stop: float,
     min_weight: float = 0.0,
     backend: str = "auto",
+    threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``render_grid`` before dequantisation: (R, F) weight-averaged features in quantised units,
     (R,) opacity, (R,) depth (the averages are 0 where the opacity is 0). The baked block folds
-    the dequantisation into its colour head instead of applying it per ray."""
+    the dequantisation into its colour head instead of applying it per ray. ``threads``: the
+    native kernel's threads (default ``torch.get_num_threads()``)."""
     lib = native_library("baked", backend, device_type=origins.device.type)
     if lib is not None and grid.num_features <= MAX_NATIVE_FEATURES and grid.brick & (grid.brick - 1) == 0:
-        return _render_native(lib, grid, origins, directions, edges, t_stop, min_weight, normalise=True)
+        return _render_native(lib, grid, origins, directions, edges, t_stop, min_weight, normalise=True, threads=threads)
     feat, opacity, depth = render_grid_reference(grid, origins, directions, edges, t_stop=t_stop, min_weight=min_weight)
     safe = opacity.clamp(min=1e-10)
     hit = opacity > 0
@@ -227,7 +229,7 @@ def render_grid_reference(
 
 def _render_native(
     lib: ctypes.CDLL, grid: BakedGrid, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, t_stop: float, min_weight: float,
-    *, normalise: bool = False,
+    *, normalise: bool = False, threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     lib.baked_render.restype = ctypes.c_int
     r = origins.shape[0]
@@ -243,7 +245,7 @@ def _render_native(
         _ptr(grid.brick_index), ctypes.c_int64(grid.brick_index.shape[0]), ctypes.c_int64(grid.brick),
         _ptr(grid.density), _ptr(grid.features), ctypes.c_int64(grid.num_features),
         _ptr(coarse), ctypes.c_int64(COARSE_BRICKS), ctypes.c_float(t_stop), ctypes.c_float(min_weight), ctypes.c_int(int(normalise)),
-        _ptr(feat), _ptr(opacity), _ptr(depth), ctypes.c_int(torch.get_num_threads()),
+        _ptr(feat), _ptr(opacity), _ptr(depth), ctypes.c_int(threads or torch.get_num_threads()),
     )
     if rc != 0:
         raise RuntimeError(f"baked kernel failed ({rc}): it takes at most {MAX_NATIVE_FEATURES} features and power-of-two bricks")

@@ -159,7 +159,10 @@ def render_view(
 ) -> View:
     """A whole image of any block with ``render_rays(rays, chunk=)`` and ``device`` (neural or baked);
     ``with_exposure``: whether the block's colour head takes the image exposure."""
-    origins, dirs, z_per_t = image_rays(c2w, intrinsics, block.device)
+    from blocknerf.kernels.build import torch_threads
+
+    with torch_threads(1):  # small ops: see torch_threads
+        origins, dirs, z_per_t = image_rays(c2w, intrinsics, block.device)
     n = origins.shape[0]
     codes = None if appearance is None else appearance.to(block.device).expand(n, -1)
     log2e = None
