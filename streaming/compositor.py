@@ -237,8 +237,8 @@ class Compositor:
     def _render_block(self, block: RenderableBlock, key: BlockKey, view: CameraView, snap: Snapshot) -> RenderResult:
         import torch
 
-        from blocknerf.model.renderer import Rays, RenderResult
         from blocknerf.capture.rays import image_rays
+        from blocknerf.model.renderer import Rays, RenderResult
 
         device = getattr(block, "device", torch.device("cpu"))
         from blocknerf.kernels.build import torch_threads

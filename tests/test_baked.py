@@ -210,7 +210,7 @@ def test_fused_colour_decode_matches_the_heads() -> None:
     from blocknerf.model.renderer import Rays
 
     g = torch.Generator().manual_seed(3)
-    rnd = lambda *s: torch.randn(*s, generator=g) * 0.3  # noqa: E731
+    rnd = lambda *s: torch.randn(*s, generator=g) * 0.3
     f, a, s = 15, 8, 16
     w = {
         "color_geo.weight": rnd(64, f), "color_geo.bias": rnd(64), "color_ray.weight": rnd(64, s + a + 1),

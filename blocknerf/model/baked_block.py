@@ -164,7 +164,7 @@ class ColorHeads:
         cg, cr = w["color_geo.weight"], w["color_ray.weight"]
         vg, vr = w["vis_geo.weight"], w["vis_ray.weight"]
         hc = cg.shape[0]
-        zero = lambda k: torch.zeros(k)  # noqa: E731
+        zero = lambda k: torch.zeros(k)
         geo_w = torch.cat([cg, vg])
         w_geo = geo_w * scale.float().reshape(1, -1)
         bias = torch.cat([w.get("color_geo.bias", zero(hc)), w.get("vis_geo.bias", zero(vg.shape[0]))])

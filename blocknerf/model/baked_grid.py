@@ -84,7 +84,7 @@ class BakedGrid:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], brick: int) -> BakedGrid:
         """The grid from a version's arrays (``has_baked_arrays`` must hold)."""
-        get = lambda name: torch.from_numpy(np.ascontiguousarray(arrays[PREFIX + name]))  # noqa: E731
+        get = lambda name: torch.from_numpy(np.ascontiguousarray(arrays[PREFIX + name]))
         return cls(
             brick_index=get("brick_index").to(torch.int32),
             density=get("density").float().contiguous(),
@@ -256,4 +256,4 @@ def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-__all__ = ["BakedGrid", "GridSamples", "PREFIX", "has_baked_arrays", "render_grid", "render_grid_means", "render_grid_reference"]
+__all__ = ["PREFIX", "BakedGrid", "GridSamples", "has_baked_arrays", "render_grid", "render_grid_means", "render_grid_reference"]

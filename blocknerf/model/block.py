@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from blocknerf.capture.frames import Intrinsics
+from blocknerf.capture.rays import image_rays
 from blocknerf.config import from_dict, to_dict
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import ModelConfig
 from blocknerf.model.field import BlockField
 from blocknerf.model.marching import step_edges
-from blocknerf.model.renderer import BlockRenderer, RenderResult, Rays
-from blocknerf.capture.rays import image_rays
+from blocknerf.model.renderer import BlockRenderer, Rays, RenderResult
 
 RECORD_SCHEMA = 1
 _PARAM_PREFIX = "field."
