@@ -321,11 +321,14 @@ class Compositor:
     def _render_block(self, block: RenderableBlock, key: BlockKey, view: CameraView, snap: Snapshot) -> RenderResult:
         import torch
 
-        from blocknerf.model.renderer import Rays, RenderResult
         from blocknerf.capture.rays import image_rays
+        from blocknerf.model.renderer import Rays, RenderResult
 
         device = getattr(block, "device", torch.device("cpu"))
-        origins, dirs, _ = image_rays(np.array(view.c2w), view.intrinsics, device)
+        from blocknerf.kernels.build import torch_threads
+
+        with torch_threads(1):  # small ops: see torch_threads
+            origins, dirs, _ = image_rays(np.array(view.c2w), view.intrinsics, device)
         code = self.streamer.appearance_code(key, block, snap)
         log2e = math.log2(view.exposure) if view.exposure else None
         chunk = self.cfg.chunk_rays

@@ -47,6 +47,38 @@ def test_native_renderer_matches_the_reference(seed: int) -> None:
     torch.testing.assert_close(fast.depth, ref.depth, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.native_kernel("baked")
+@pytest.mark.parametrize("f", [15, 3], ids=["f15", "f3"])
+def test_native_renderer_skips_empty_space_exactly(f: int) -> None:
+    """A sparse 16^3-brick grid (whole empty coarse cells, lone bricks, matter in the shell) seen
+    by cameras inside and outside the block's region: skipping never changes a result."""
+    g = torch.Generator().manual_seed(7)
+    m, b = 16, 4
+    occ = torch.rand(m, m, m, generator=g) < 0.08
+    occ[:4, :4, :4] = False  # a whole empty coarse cell
+    occ[0, 8, 8] = occ[15, 3, 12] = True  # bricks in the contracted shell
+    index = torch.full((m, m, m), -1, dtype=torch.int32)
+    index[occ] = torch.arange(int(occ.sum()), dtype=torch.int32)
+    nb = int(occ.sum())
+    density = torch.rand(nb, (b + 1) ** 3, generator=g) * 8.0
+    features = torch.randint(0, 256, (nb, (b + 1) ** 3, f), generator=g, dtype=torch.uint8)
+    grid = BakedGrid(index, density, features, torch.full((f,), 1.0 / 255.0), torch.zeros(f), b)
+    o_in, d_in = _rays(3, 300)
+    o_out = torch.nn.functional.normalize(torch.randn(300, 3, generator=g), dim=-1) * 1.7  # outside the region
+    d_out = torch.nn.functional.normalize(-o_out + torch.randn(300, 3, generator=g) * 0.4, dim=-1)
+    o, d = torch.cat([o_in, o_out]), torch.cat([d_in, d_out])
+    d[:5, 0] = 0.0  # rays parallel to a face
+    d = torch.nn.functional.normalize(d, dim=-1)
+    edges = torch.from_numpy(step_edges(SamplerConfig(), 1.0))
+    fast = render_grid(grid, o, d, edges, t_stop=1e-4, min_weight=1e-4, backend="fast")
+    ref = render_grid(grid, o, d, edges, t_stop=1e-4, min_weight=1e-4, backend="reference")
+    assert (ref.opacity > 0.01).float().mean() > 0.2
+    torch.testing.assert_close(fast.features, ref.features, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fast.opacity, ref.opacity, atol=1e-4, rtol=0)
+    # Depths reach hundreds of radii in the shell, where float32 sums in another order differ by ~1e-5.
+    torch.testing.assert_close(fast.depth, ref.depth, atol=1e-4, rtol=1e-4)
+
+
 # -- an analytic field: a coloured sphere of radius 0.5 (normalised units) in a block of radius 1 --
 RADIUS = 0.5
 
@@ -206,3 +238,35 @@ def test_each_level_is_stored_apart_and_loads_alone(tiny_store_copy: Path) -> No
     with pytest.raises(StoreError, match="checksum"):
         load_renderable(store, block_id, version, level=0)
     assert load_renderable(store, block_id, version, level=1).grid.resolution == 64
+
+
+def test_fused_colour_decode_matches_the_heads() -> None:
+    """The baked block's fused decode (dequantisation folded in, a shared appearance code and
+    exposure as a bias) gives the colour and visibility heads' outputs, shared or per ray."""
+    from blocknerf.model.baked_block import ColorHeads
+    from blocknerf.model.renderer import Rays
+
+    g = torch.Generator().manual_seed(3)
+    rnd = lambda *s: torch.randn(*s, generator=g) * 0.3
+    f, a, s = 15, 8, 16
+    w = {
+        "color_geo.weight": rnd(64, f), "color_geo.bias": rnd(64), "color_ray.weight": rnd(64, s + a + 1),
+        "color_rest.0.weight": rnd(64, 64), "color_rest.0.bias": rnd(64), "color_rest.2.weight": rnd(3, 64), "color_rest.2.bias": rnd(3),
+        "vis_geo.weight": rnd(32, f), "vis_geo.bias": rnd(32), "vis_ray.weight": rnd(32, s), "vis_out.weight": rnd(1, 32), "vis_out.bias": rnd(1),
+        "appearance.weight": rnd(5, a),
+    }
+    heads = ColorHeads(w, 4, True)
+    n = 300
+    q = torch.rand(n, f, generator=g) * 255
+    scale, offset = torch.rand(f, generator=g) / 100, rnd(f)
+    d = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1)
+    for app, exposure in (
+        (w["appearance.weight"][2].expand(n, -1), torch.full((n,), 0.5)),  # one image: shared inputs
+        (w["appearance.weight"][torch.randint(0, 5, (n,), generator=g)], torch.rand(n, generator=g)),  # per ray
+        (None, None),
+    ):
+        rays = Rays(torch.zeros(n, 3), d, app, exposure)
+        rgb, vis = heads.decode_folded(q, rays, scale, offset)
+        rgb_ref, vis_ref = heads.decode_reference(q * scale + offset, rays)
+        torch.testing.assert_close(rgb, rgb_ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(vis, vis_ref, atol=1e-5, rtol=0)

@@ -10,7 +10,10 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _SOURCE_DIR = Path(__file__).resolve().parent
@@ -122,6 +125,31 @@ def native_library(name: str, backend: str, *, device_type: str = "cpu") -> ctyp
 def warn_fallback(name: str, reason: str) -> None:
     """Warn once per kernel and reason that the torch reference path stands in for ``name``."""
     warnings.warn(f"native kernel '{name}' unavailable, using the (slower) torch reference path: {reason}", RuntimeWarning, stacklevel=4)
+
+
+_THREADS_LOCK = threading.Lock()
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the duration (serialised: the setting is global).
+
+    For small tensor glue around a kernel (ray setup, masks): on a machine whose cores other
+    processes also use, torch's threaded ops spin at their barriers whenever a core is taken, and
+    on the shared 2-core machine they cost 10-40x the CPU time of the same ops on one thread.
+    """
+    import torch
+
+    with _THREADS_LOCK:
+        before = torch.get_num_threads()
+        if before == n:
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def _cpu_signature() -> str:

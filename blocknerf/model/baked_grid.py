@@ -29,6 +29,9 @@ PREFIX = "baked."
 """Names of baked arrays in a block version start with this."""
 COARSE_BRICKS = 4
 """Bricks per axis of one cell of the occupancy mip."""
+MAX_NATIVE_FEATURES = 64
+"""Most features per vertex the native kernel takes (more, or a brick size that is not a power of
+two: the torch reference renders)."""
 
 
 @dataclass(frozen=True)
@@ -138,15 +141,38 @@ def render_grid(
     origins, directions: (R, 3) float32; edges: (K+1,) float32 step schedule; t_stop: transmittance
     at which a ray stops; samples of weight <= ``min_weight`` are left out. backend: ``native_library``'s rule for the kernel ``baked``.
     """
-    lib = native_library("baked", backend, device_type=origins.device.type)
-    if lib is None:
-        feat, opacity, depth = render_grid_reference(grid, origins, directions, edges, t_stop=t_stop, min_weight=min_weight)
-    else:
-        feat, opacity, depth = _render_native(lib, grid, origins, directions, edges, t_stop, min_weight)
-    safe = opacity.clamp(min=1e-10)
+    feat, opacity, depth = render_grid_means(grid, origins, directions, edges, t_stop=t_stop, min_weight=min_weight, backend=backend)
     hit = (opacity > 0)[:, None]
-    features = torch.where(hit, feat / safe[:, None] * grid.scale.to(feat.device) + grid.offset.to(feat.device), torch.zeros_like(feat))
-    return GridSamples(features, opacity, torch.where(opacity > 0, depth / safe, torch.zeros_like(depth)))
+    features = torch.where(hit, feat * grid.scale.to(feat.device) + grid.offset.to(feat.device), torch.zeros_like(feat))
+    return GridSamples(features, opacity, depth)
+
+
+def render_grid_means(
+    grid: BakedGrid,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    edges: torch.Tensor,
+    *,
+    t_stop: float,
+    min_weight: float = 0.0,
+    backend: str = "auto",
+    threads: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``render_grid`` before dequantisation: (R, F) weight-averaged features in quantised units,
+    (R,) opacity, (R,) depth (the averages are 0 where the opacity is 0). The baked block folds
+    the dequantisation into its colour head instead of applying it per ray. ``threads``: the
+    native kernel's threads (default ``torch.get_num_threads()``)."""
+    lib = native_library("baked", backend, device_type=origins.device.type)
+    if lib is not None and grid.num_features <= MAX_NATIVE_FEATURES and grid.brick & (grid.brick - 1) == 0:
+        return _render_native(lib, grid, origins, directions, edges, t_stop, min_weight, normalise=True, threads=threads)
+    feat, opacity, depth = render_grid_reference(grid, origins, directions, edges, t_stop=t_stop, min_weight=min_weight)
+    safe = opacity.clamp(min=1e-10)
+    hit = opacity > 0
+    return (
+        torch.where(hit[:, None], feat / safe[:, None], torch.zeros_like(feat)),
+        opacity,
+        torch.where(hit, depth / safe, torch.zeros_like(depth)),
+    )
 
 
 def render_grid_reference(
@@ -207,9 +233,10 @@ def render_grid_reference(
 
 
 def _render_native(
-    lib: ctypes.CDLL, grid: BakedGrid, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, t_stop: float, min_weight: float
+    lib: ctypes.CDLL, grid: BakedGrid, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, t_stop: float, min_weight: float,
+    *, normalise: bool = False, threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    lib.baked_render.restype = None
+    lib.baked_render.restype = ctypes.c_int
     r = origins.shape[0]
     o = origins.detach().float().contiguous()
     d = directions.detach().float().contiguous()
@@ -218,13 +245,15 @@ def _render_native(
     opacity = torch.empty(r, dtype=torch.float32)
     depth = torch.empty(r, dtype=torch.float32)
     coarse = grid.coarse
-    lib.baked_render(
+    rc = lib.baked_render(
         ctypes.c_int64(r), _ptr(o), _ptr(d), _ptr(e), ctypes.c_int64(e.numel()),
         _ptr(grid.brick_index), ctypes.c_int64(grid.brick_index.shape[0]), ctypes.c_int64(grid.brick),
         _ptr(grid.density), _ptr(grid.features), ctypes.c_int64(grid.num_features),
-        _ptr(coarse), ctypes.c_int64(COARSE_BRICKS), ctypes.c_float(t_stop), ctypes.c_float(min_weight),
-        _ptr(feat), _ptr(opacity), _ptr(depth), ctypes.c_int(torch.get_num_threads()),
+        _ptr(coarse), ctypes.c_int64(COARSE_BRICKS), ctypes.c_float(t_stop), ctypes.c_float(min_weight), ctypes.c_int(int(normalise)),
+        _ptr(feat), _ptr(opacity), _ptr(depth), ctypes.c_int(threads or torch.get_num_threads()),
     )
+    if rc != 0:
+        raise RuntimeError(f"baked kernel failed ({rc}): it takes at most {MAX_NATIVE_FEATURES} features and power-of-two bricks")
     return feat, opacity, depth
 
 
@@ -232,4 +261,6 @@ def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-__all__ = ["GRID_ARRAYS", "BakedGrid", "GridSamples", "PREFIX", "has_baked_arrays", "render_grid", "render_grid_reference"]
+__all__ = [
+    "GRID_ARRAYS", "PREFIX", "BakedGrid", "GridSamples", "has_baked_arrays", "render_grid", "render_grid_means", "render_grid_reference",
+]

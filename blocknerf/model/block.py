@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from blocknerf.capture.frames import Intrinsics
+from blocknerf.capture.rays import image_rays
 from blocknerf.config import from_dict, to_dict
 from blocknerf.model.bounds import BlockBounds
 from blocknerf.model.config import ModelConfig
 from blocknerf.model.field import BlockField
 from blocknerf.model.marching import step_edges
-from blocknerf.model.renderer import BlockRenderer, RenderResult, Rays
-from blocknerf.capture.rays import image_rays
+from blocknerf.model.renderer import BlockRenderer, Rays, RenderResult
 
 RECORD_SCHEMA = 1
 _PARAM_PREFIX = "field."
@@ -179,7 +179,10 @@ def render_view(
 ) -> View:
     """A whole image of any block with ``render_rays(rays, chunk=)`` and ``device`` (neural or baked);
     ``with_exposure``: whether the block's colour head takes the image exposure."""
-    origins, dirs, z_per_t = image_rays(c2w, intrinsics, block.device)
+    from blocknerf.kernels.build import torch_threads
+
+    with torch_threads(1):  # small ops: see torch_threads
+        origins, dirs, z_per_t = image_rays(c2w, intrinsics, block.device)
     n = origins.shape[0]
     codes = None if appearance is None else appearance.to(block.device).expand(n, -1)
     log2e = None
