@@ -213,7 +213,7 @@ class FakeSource:
         return ids, np.array([b.bounds.center for b in latest], dtype=float).reshape(-1, 3), np.array([b.bounds.radius for b in latest])
 
     def levels(self, key):  # noqa: ANN001, ANN201
-        return self.blocks[key].level_voxels_m if key in self.blocks else (0.0,)
+        return getattr(self.blocks[key], "level_voxels_m", (0.0,)) if key in self.blocks else (0.0,)
 
     def estimate_nbytes(self, key):  # noqa: ANN001, ANN201
         block = self.blocks[key[:2]]

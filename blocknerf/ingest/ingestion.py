@@ -92,7 +92,9 @@ def ingest_colmap(
     sparse_dir: str | Path, images_dir: str | Path, out_dir: str | Path, config: IngestConfig = IngestConfig()
 ) -> IngestReport:
     """Import an existing COLMAP model (binary or text) whose images are in ``images_dir``;
-    geo-register it when the images carry GPS. The images are referenced, not copied."""
+    geo-register it when the images carry GPS. The registered images are copied into
+    ``OUT/images`` (unchanged), so the capture holds everything it names: blocknerf reads no
+    image outside a capture's directory."""
     out = prepare_output(Path(out_dir))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -104,9 +106,13 @@ def ingest_colmap(
         raise InputError(sparse_dir, f"none of the model's {model.num_images()} images is in {image_dir}")
     exif = {name: _exif_or_empty(image_dir / name) for name in sorted(files)}
     registered = _scale_to_files(registered, image_dir)
+    copies = out / "images"
+    for r in registered:
+        (copies / r.name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(image_dir / r.name, copies / r.name)
     seconds["read"] = time.perf_counter() - started
     return write_ingest(
-        out, registered, exif, sorted(files), image_dir=image_dir, seconds=seconds, config=config,
+        out, registered, exif, sorted(files), image_dir=copies, seconds=seconds, config=config,
         summary=dict(source="colmap", matcher="(existing model)", camera_model="(existing model)",
                      focal_source="model", mean_reprojection_error_px=mean_reprojection_error_px(model)),
     )
