@@ -21,7 +21,8 @@ model:
   hashgrid: {log2_table_size: 12, levels: 6, max_resolution: 256}
   occupancy: {resolution: 16}
   sampler: {min_step: 0.0078125, cone_angle: 0.03125, contracted_steps: 16, max_samples_per_ray: 48}
-train: {steps: 12, samples_per_step: 4096, max_rays: 256, eval_views: 0, checkpoint_every_s: 3600.0, checkpoint_every_steps: 4}
+train: {steps: 12, samples_per_step: 4096, max_rays: 256, eval_views: 0, checkpoint_every_s: 3600.0, checkpoint_every_steps: 4,
+        bake_grid: {max_resolution: 64}}
 """
 """Settings of the reliability tests: the smallest model that trains, a checkpoint every 4 steps."""
 
@@ -106,7 +107,7 @@ def kill_blocknerf(args: Sequence[str], *, url: str, seed: int, window_s: float,
     the store's writer lease (from then on it writes), then SIGKILL it after a delay drawn
     uniformly from [0, ``window_s``) by ``random.Random(seed)``. Waits are bounded by ``timeout``."""
     from blocknerf.store.lease import read_holder
-    from blocknerf.store.objects import store_objects
+    from blocknerf.store.conditional import store_objects
 
     delay = random.Random(seed).uniform(0.0, window_s)
     objects = store_objects(url)

@@ -1,5 +1,5 @@
 """Kills from outside: SIGKILL real ``blocknerf`` processes at random moments while they write a
-store (``train``, ``update``, ``gc``; there is no ``bake`` command), on a local directory and on S3
+store (``train``, ``update``, ``bake``, ``gc``), on a local directory and on S3
 (moto server, s3fs). After every kill the store opens, fsck is clean and every published block
 renders; then the killed command, run again, completes and publishes.
 
@@ -36,11 +36,12 @@ class Plan:
 
     train: int
     update: int
+    bake: int
     gc: int
 
 
-LOCAL = Plan(train=6, update=5, gc=5)
-S3 = Plan(train=1, update=1, gc=2)
+LOCAL = Plan(train=6, update=5, bake=3, gc=5)
+S3 = Plan(train=1, update=1, bake=0, gc=2)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,13 @@ def kill_pipeline(victims: Victims, plan: Plan, recapture: Path, *, train_flags:
     assert updated.records != trained.records and updated.serial > trained.serial, f"{where} update not published\n{victims.reproduce()}"
     assert any(updated.version_of(b) != trained.version_of(b) for b in trained.blocks), victims.reproduce()
 
+    if plan.bake:
+        sent += victims.kill_then_rerun(["bake", url, "--force", "--quiet"], kills=plan.bake, window_s=TRAIN_WINDOW_S)
+        baked = BlockStore.open(url)
+        rebaked = baked.manifest()
+        assert all(rebaked.version_of(b) > updated.version_of(b) for b in updated.blocks), f"{where} bake rerun published nothing\n{victims.reproduce()}"
+        assert all(baked.version_info(b, v.version).attrs.get("baked") for b, v in rebaked.blocks.items()), victims.reproduce()
+        updated = rebaked
     sent += victims.kill_then_rerun(["gc", url, "--keep", "1"], kills=plan.gc, window_s=GC_WINDOW_S)
     store = BlockStore.open(url)
     manifest = store.manifest()
@@ -156,12 +164,12 @@ def recapture(change_city: Path) -> Path:
     return change_city
 
 
-def test_kills_during_train_update_and_gc_on_a_local_store(partitioned: Path, recapture: Path, kill_seed: int, tmp_path: Path) -> None:
+def test_kills_during_train_update_bake_and_gc_on_a_local_store(partitioned: Path, recapture: Path, kill_seed: int, tmp_path: Path) -> None:
     url = tmp_path / "city.zarr"
     shutil.copytree(partitioned, url)
     victims = Victims(str(url), "local", {}, tmp_path, kill_seed, itertools.count(kill_seed))
     kills = kill_pipeline(victims, LOCAL, recapture)
-    assert sum(k.landed for k in kills) == LOCAL.train + LOCAL.update + LOCAL.gc
+    assert sum(k.landed for k in kills) == LOCAL.train + LOCAL.update + LOCAL.bake + LOCAL.gc
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +204,7 @@ def test_kills_during_train_update_and_gc_on_s3(s3_env: dict[str, str], trained:
     # Every request goes through moto: one block retrained, 2 steps a run (no checkpoints; the local
     # test kills those), so that the S3 kills stay within the test budget.
     kills = kill_pipeline(victims, S3, recapture, train_flags=["--blocks", one, "--force", "--steps", "2"], steps=2)
-    assert sum(k.landed for k in kills) == S3.train + S3.update + S3.gc
+    assert sum(k.landed for k in kills) == S3.train + S3.update + S3.bake + S3.gc
 
 
 def test_an_interrupted_deletion_is_skipped_by_readers_and_finished_by_gc(tiny_store_copy: Path) -> None:
