@@ -89,7 +89,7 @@ def measure(store: Path, *, width: int, moves: int, screenshot: Path | None) -> 
                 view.page.screenshot(path=str(screenshot))
     lat = np.array(latencies)
     return {
-        "store": str(store),
+        "store": Path(store).name,
         "full_size": [settled.width, settled.height],
         "first_full_frame_s": round(first_frame_s, 2),
         "first_frame": first.n,

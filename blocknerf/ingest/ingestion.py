@@ -26,14 +26,24 @@ from blocknerf.capture.frames import Capture, Frame
 from blocknerf.capture.geo import LLA, GeoFrame
 from blocknerf.capture.transforms import write_capture
 from blocknerf.errors import CaptureWarning, InputError
-from blocknerf.ingest.colmap_model import RegisteredImage, mean_reprojection_error_px, read_model, registered_images
+from blocknerf.ingest.colmap_model import (
+    RegisteredImage,
+    mean_reprojection_error_px,
+    read_model,
+    registered_images,
+)
 from blocknerf.ingest.exif import PhotoExif, read_exif
 from blocknerf.ingest.photos import Photo, find_photos, read_photos, write_copies
 from blocknerf.ingest.registration import (
-    GeoRegistration, Similarity, placed_registration, register_to_gps, up_alignment,
+    GeoRegistration,
+    Similarity,
+    placed_registration,
+    register_to_gps,
+    up_alignment,
 )
 from blocknerf.ingest.report import IngestReport, draw_registration_map
 from blocknerf.ingest.sfm import SfmConfig, run_sfm
+from blocknerf.output_dir import clear_outputs
 
 MIN_GPS_IMAGES = 3
 """Geo-registration needs at least this many registered images with GPS."""
@@ -280,14 +290,7 @@ def prepare_output(out: Path) -> Path:
         interrupted = {p.name for p in out.iterdir()} <= set(_OUTPUTS)
         if not (out / "ingest.json").is_file() and not interrupted:
             raise InputError(out, "directory is not empty and is not a 'blocknerf ingest' output; choose a new one")
-        for name in _OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out.resolve()
+    return clear_outputs(out, _OUTPUTS)
 
 
 __all__ = ["IngestConfig", "ingest_colmap", "ingest_photos", "prepare_output", "write_ingest"]

@@ -23,7 +23,6 @@ import json
 import math
 import multiprocessing
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from blocknerf.capture.frames import Capture, Frame, Intrinsics
-from blocknerf.capture.transforms import write_capture
-from blocknerf.errors import ConfigError, InputError
 from blocknerf.capture.geo import LLA, GeoFrame
 from blocknerf.capture.images import save_image
+from blocknerf.capture.transforms import write_capture
+from blocknerf.errors import ConfigError, InputError
+from blocknerf.output_dir import clear_outputs
 from blocknerf.synth.city import City
 from blocknerf.synth.config import SynthConfig
 from blocknerf.synth.layout import build_city
@@ -181,14 +181,7 @@ def _prepare(out: Path) -> Path:
     if out.is_dir() and any(out.iterdir()):
         if not (out / "city.json").is_file():
             raise InputError(out, "directory is not empty and is not a 'blocknerf synth' output; choose a new one")
-        for name in _OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out.resolve()
+    return clear_outputs(out, _OUTPUTS)
 
 
 def _appearance(cfg: SynthConfig, views: list[RigView]) -> list[tuple[float, list[float]]]:
