@@ -17,12 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from blocknerf.presentation.blockmap import _font
+from blocknerf.presentation.blockmap import _BLOCK as _SEEN
+from blocknerf.presentation.blockmap import _INK, _PAPER, _font
 from partitioning.plan import BlockPlan
 
-_PAPER = (255, 255, 255)
-_INK = (33, 37, 41)
-_SEEN = (52, 120, 190)
 _RETRAIN = (214, 48, 39)
 _POINT = (140, 10, 10)
 _CAMERA = (150, 150, 150)
