@@ -5,6 +5,11 @@ from __future__ import annotations
 from os import PathLike
 
 
+def one_line(text: str) -> str:
+    """``text`` with every unprintable character (a newline from a user's file, say) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class BlockNerfError(Exception):
     """Base class for errors caused by input, configuration or the environment, not by a bug.
 
@@ -18,7 +23,8 @@ class InputError(BlockNerfError):
     def __init__(self, path: str | PathLike[str] | None, problem: str) -> None:
         self.path = None if path is None else str(path)
         self.problem = problem
-        super().__init__(problem if self.path is None else f"{self.path}: {problem}")
+        line = one_line(problem) if self.path is None else f"{one_line(self.path)}: {one_line(problem)}"
+        super().__init__(line)
 
     def __reduce__(self):  # noqa: ANN204 - errors cross process boundaries (dask) by pickle
         return (type(self), (self.path, self.problem))

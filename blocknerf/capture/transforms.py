@@ -76,7 +76,7 @@ def capture_from_dict(doc: Any, *, root: Path, where: str, require_images: bool 
         raise InputError(where, "'frames' must be a list")
     model = doc.get("camera_model", "OPENCV")
     if model not in _SUPPORTED_MODELS:
-        raise InputError(where, f"camera_model '{model}' is not supported (pinhole or OpenCV k1, k2, p1, p2 only)")
+        raise InputError(where, f"camera_model {model!r} is not supported (pinhole or OpenCV k1, k2, p1, p2 only)")
     splits = _read_splits(doc, where)
     geo_origin = None if doc.get("geo_origin") is None else _lla(doc["geo_origin"], where, "geo_origin")
     # Kept in the capture's extra keys too, so that writing the capture back keeps it.

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
-from blocknerf.errors import BlockNerfError
+from blocknerf.errors import BlockNerfError, one_line
 
 # Every module of this package that defines HELP, add_arguments(parser) and run(args) -> int is a
 # subcommand named after the module. They import heavy dependencies (torch, zarr, dask) inside run(),
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BlockNerfError as exc:
             if args.debug:
                 raise
-            print(f"blocknerf {args.command}: error: {exc}", file=sys.stderr)
+            print(f"blocknerf {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"blocknerf {args.command}: interrupted", file=sys.stderr)
