@@ -305,7 +305,7 @@ def write_lod_city(path: Path, blocks: int) -> dict[str, Any]:
     import torch
 
     from blocknerf.capture.frames import Capture, Frame, Intrinsics
-    from blocknerf.model.bake import bake_levels, levels_record
+    from blocknerf.model.bake import bake_levels, heads_nbytes, levels_record
     from blocknerf.model.baked_block import HEAD_ARRAYS
     from blocknerf.model.block import BlockModel
     from blocknerf.model.bounds import BlockBounds
@@ -336,10 +336,11 @@ def write_lod_city(path: Path, blocks: int) -> dict[str, Any]:
     versions = {}
     for spec in specs:
         bounds = BlockBounds.from_spec(spec.center, spec.radius_m, spec.z_min, spec.z_max)
-        arrays, attrs = BlockModel(spec.id, bounds, cfg, fld, occupied, ("f0",)).to_record()
+        model = BlockModel(spec.id, bounds, cfg, fld, occupied, ("f0",))
+        arrays, attrs = model.to_record()
         heads = {n: a for n, a in arrays.items() if HEAD_ARRAYS.match(n)}
         attrs["baked"] = {"resolution": LOD_RESOLUTION, "brick": bake_cfg.brick, "bricks": levels[-1]["bricks"],
-                          "nbytes": int(sum(a.nbytes for a in baked.values())), "levels": levels}
+                          "nbytes": int(sum(a.nbytes for a in baked.values())), "heads_nbytes": heads_nbytes(model), "levels": levels}
         versions[spec.id] = store.write_version(spec.id, {**heads, **baked}, attrs)
     store.publish(versions)
     return {"blocks": blocks, "bake_s": round(bake_s, 2), "write_s": round(time.perf_counter() - t0, 2),

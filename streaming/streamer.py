@@ -71,6 +71,8 @@ class StoreSource:
         self.device = device
         self.renderer = renderer
         """``baked``: a version's bake where it has one (its neural model otherwise); ``neural``."""
+        self._erased: tuple[Any, ...] | None = None
+        """The erased boxes of the manifest ``published`` last read (None: not read yet)."""
 
     def _baked(self, key: BlockKey) -> bool:
         from blocknerf.model.loading import renders_baked
@@ -79,7 +81,10 @@ class StoreSource:
         return info is not None and renders_baked(info.attrs, self.renderer, self.device)
 
     def published(self) -> tuple[int, Mapping[str, int]]:
+        from blocknerf.composition.edits import erased_boxes
+
         manifest = self.store.manifest()
+        self._erased = erased_boxes(manifest)
         return manifest.serial, {b: p.version for b, p in manifest.blocks.items()}
 
     def regions(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -106,13 +111,13 @@ class StoreSource:
 
     def load(self, key: LevelKey) -> RenderableBlock:
         """The block at the key's level of detail (baked or neural, per ``renderer``), with the matter
-        inside the manifest's erased boxes removed (an erase restricts the network, so a block under
-        one loads its network)."""
+        inside the erased boxes of the manifest the versions came from removed (an erase restricts
+        the network, so a block under one loads its network)."""
         from blocknerf.composition.edits import erased_boxes
         from blocknerf.composition.placed import erase_predicate, restrict
         from blocknerf.model.loading import load_renderable
 
-        boxes = erased_boxes(self.store.manifest())
+        boxes = self._erased if self._erased is not None else erased_boxes(self.store.manifest())
         if boxes:
             block = load_renderable(self.store, key[0], key[1], renderer="neural", device=self.device)
             return restrict(block, erase_predicate(boxes))

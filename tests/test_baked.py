@@ -230,6 +230,25 @@ def test_each_level_is_stored_apart_and_loads_alone(tiny_store_copy: Path) -> No
     coarse, fine = (load_renderable(store, block_id, version, level=k) for k in (0, 1))
     assert coarse.grid.resolution == 32 and fine.grid.resolution == 64
     assert coarse.nbytes < fine.nbytes
+    # The bytes a level will hold, estimated from the version's attributes alone (what the
+    # streamer charges before loading), match an estimate from the stored arrays' metadata, and
+    # cover what the level holds once loaded.
+    from blocknerf.model.loading import baked_nbytes_estimate
+
+    class WithoutHeadBytes:  # the store as a bake written before ``heads_nbytes`` shows it
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def version_info(self, *key):
+            info = store.version_info(*key)
+            baked = {k: v for k, v in info.attrs["baked"].items() if k != "heads_nbytes"}
+            return type(info)(info.block_id, info.version, {**info.attrs, "baked": baked})
+
+    assert attrs["baked"]["heads_nbytes"] > 0
+    for k, loaded in enumerate((coarse, fine)):
+        estimate = baked_nbytes_estimate(store, block_id, version, k)
+        assert estimate == baked_nbytes_estimate(WithoutHeadBytes(), block_id, version, k)
+        assert loaded.nbytes <= estimate <= loaded.nbytes + (1 << 13)
     # Damage the coarse level's density: that level fails its checksum, the finest still loads.
     arr = __import__("zarr").open_array(str(tiny_store_copy / "blocks" / block_id / f"v{version}" / "baked.r32.density"), mode="r+")
     arr[0, 0] = np.float16(1234.0) if arr[0, 0] != 1234.0 else np.float16(0.0)

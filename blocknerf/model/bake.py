@@ -200,6 +200,14 @@ def levels_record(grids: Mapping[int, BakedGrid]) -> tuple[dict[str, np.ndarray]
     return arrays, levels
 
 
+def heads_nbytes(model: Any) -> int:
+    """Bytes the colour heads a bake renders with hold once loaded (as float32): what every level
+    of the bake loads besides its grid."""
+    from blocknerf.model.baked_block import HEAD_ARRAYS
+
+    return int(sum(4 * v.numel() for k, v in model.field.state_dict().items() if HEAD_ARRAYS.match(f"field.{k}")))
+
+
 def bake_block(model: Any, cfg: BakeConfig, *, footprint_m: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Bake a ``BlockModel`` at every level of detail: the baked arrays and the ``baked`` attribute
     of its version (the finest level's figures at the top, each level's under ``levels``)."""
@@ -215,6 +223,7 @@ def bake_block(model: Any, cfg: BakeConfig, *, footprint_m: float) -> tuple[dict
         "bricks": int(grid.density.shape[0]),
         "footprint_m": round(float(footprint_m), 6),
         "nbytes": int(sum(a.nbytes for a in arrays.values())),
+        "heads_nbytes": heads_nbytes(model),
         "levels": levels,
         "config": {k: getattr(cfg, k) for k in ("brick", "voxels_per_pixel", "min_resolution", "max_resolution", "min_alpha", "levels")},
     }
@@ -222,6 +231,6 @@ def bake_block(model: Any, cfg: BakeConfig, *, footprint_m: float) -> tuple[dict
 
 
 __all__ = [
-    "BAKE_SCHEMA", "bake_block", "bake_field", "bake_levels", "bake_resolution", "candidate_bricks", "frames_footprint_m",
+    "BAKE_SCHEMA", "bake_block", "bake_field", "bake_levels", "bake_resolution", "candidate_bricks", "frames_footprint_m", "heads_nbytes",
     "level_prefix", "level_resolutions", "levels_record", "pixel_footprint_m", "stored_levels",
 ]

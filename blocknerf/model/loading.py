@@ -60,7 +60,13 @@ def baked_nbytes_estimate(store: Any, block_id: str, version: int, level: int | 
     (densities are stored as float16 and held as float32; the occupancy mip is a 64th of the brick
     index at most)."""
     info = store.version_info(block_id, version)
-    prefix = _level(info.attrs, level)["prefix"]
+    baked, chosen = info.attrs["baked"], _level(info.attrs, level)
+    if "heads_nbytes" in baked and "nbytes" in chosen:  # from the attributes alone, reading no array metadata
+        brick = int(baked["brick"])
+        index = 4 * (int(chosen["resolution"]) // brick) ** 3
+        density = 2 * (brick + 1) ** 3 * int(chosen["bricks"])  # float16 stored, float32 held: twice the stored bytes
+        return int(chosen["nbytes"] + baked["heads_nbytes"] + density + index // 4 + (1 << 12))
+    prefix = chosen["prefix"]
     stored = store.version_nbytes(block_id, version, names=level_array(prefix))
     density = store.version_nbytes(block_id, version, names=lambda n: n == f"{prefix}density")
     index = store.version_nbytes(block_id, version, names=lambda n: n == f"{prefix}brick_index")

@@ -67,6 +67,9 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart, Obje
         self.url = url
         self._root = root
         self.writable = writable
+        self._known_versions: dict[tuple[str, int], Any] = {}
+        """Complete versions' infos, remembered by a read-only store (a complete version's
+        attributes never change; a streaming reader asks for them at every load)."""
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod

@@ -18,6 +18,8 @@ class StoreParts:
 
     url: str
     _root: zarr.Group
+    writable: bool
+    _known_versions: dict[tuple[str, int], Any]
 
     def _require_writable(self) -> None:  # pragma: no cover - implemented by BlockStore
         raise NotImplementedError

@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 
 from blocknerf.errors import StoreError
-from blocknerf.store.backend import is_local, local_path, reason, utc_now, write_arrays
+from blocknerf.store.backend import is_local, local_path, read_arrays, reason, utc_now, write_arrays
 from blocknerf.store.confinement import require_block_id
 from blocknerf.store.deletion import TRASH, child_groups, delete_group, purge_trash
 from blocknerf.store.faults import fault_point
@@ -88,11 +88,19 @@ class VersionsPart(StoreParts):
         return sorted(out, key=lambda v: v.version)
 
     def version_info(self, block_id: str, version: int) -> VersionInfo | None:
+        known = self._known_versions.get((block_id, version))
+        if known is not None:
+            return known
         group = self._block_group(block_id)
         if group is None or f"v{version}" not in group:
             return None
         attrs = dict(group[f"v{version}"].attrs)
-        return VersionInfo(block_id, version, attrs) if attrs.get("complete") else None
+        if not attrs.get("complete"):
+            return None
+        info = VersionInfo(block_id, version, attrs)
+        if not self.writable:
+            self._known_versions[(block_id, version)] = info
+        return info
 
     def write_version(self, block_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> int:
         """Write a new complete version of a block (not yet published) and return its number."""
@@ -141,7 +149,10 @@ class VersionsPart(StoreParts):
             names = None
         try:
             group = self._root[f"blocks/{block_id}/v{version}"]
-            arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays() if names is None or names(name)}
+            if isinstance(per_array, Mapping):  # the version names its arrays: fetch those wanted together
+                arrays = read_arrays(group, [name for name in per_array if names is None or names(name)])
+            else:
+                arrays = {name: np.asarray(arr[...]) for name, arr in group.arrays() if names is None or names(name)}
         except Exception as exc:  # noqa: BLE001 - any failure to decode stored bytes is corruption
             raise StoreError(self.url, f"block {block_id} version {version} is corrupt (unreadable: {type(exc).__name__})") from None
         if verify:
