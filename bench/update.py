@@ -33,6 +33,7 @@ month later, another exposure and white balance) must retrain 0 blocks (``unchan
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -238,7 +239,16 @@ def changed_area(changed: Capture, change_json: Path, out: Path) -> Capture:
     region = json.loads(change_json.read_text())["regions"][0]
     centre, reach = np.array(region["centre_xy"]), region["radius_m"] + AREA_MARGIN_M
     near = [f.id for f in changed.frames if np.linalg.norm(f.position[:2] - centre) <= reach]
-    write_capture(changed.subset(near), out / "transforms.json")
+    frames = []
+    for frame in changed.subset(near).frames:  # images and depths are copied in: a capture reads only inside its folder
+        copied = {}
+        for field, path in (("image_path", frame.image_path), ("depth_path", frame.depth_path)):
+            if path is not None:
+                copied[field] = out / Path(path).relative_to(changed.root)
+                copied[field].parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copied[field])
+        frames.append(dataclasses.replace(frame, **copied))
+    write_capture(dataclasses.replace(changed, root=out, frames=tuple(frames)), out / "transforms.json")
     return read_capture(out)
 
 

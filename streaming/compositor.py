@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -132,6 +132,10 @@ class CompositeFrame:
         }
 
 
+class FrameCancelled(Exception):
+    """A frame was given up because its ``cancelled`` callback said so (the camera moved on)."""
+
+
 class Compositor:
     """Renders camera views from a streamer's blocks (see the module docstring)."""
 
@@ -140,10 +144,12 @@ class Compositor:
         self.cfg = streamer.cfg
         self._frames = 0
 
-    def render(self, view: CameraView, *, settled: bool = False) -> CompositeFrame:
+    def render(self, view: CameraView, *, settled: bool = False, cancelled: Callable[[], bool] | None = None) -> CompositeFrame:
         """Render one view: select, choose levels, test visibility, render and blend (see the module
         docstring). ``settled``: draw every block at its planned level, loading what is missing
-        now (the image the view settles to; for evaluation)."""
+        now (the image the view settles to; for evaluation). ``cancelled``: asked before each
+        block is drawn; when it says True the frame is given up (``FrameCancelled``), so a live
+        view never waits for a frame nobody will see."""
         t_frame = time.perf_counter()
         if self._frames % self.cfg.manifest_refresh_frames == 0:
             self.streamer.refresh()
@@ -174,6 +180,8 @@ class Compositor:
         for i, s in enumerate(selection):
             if planned[i] is None:
                 continue
+            if cancelled is not None and cancelled():
+                raise FrameCancelled(f"frame of {len(selection)} blocks given up after {i}")
             level = int(planned[i])  # type: ignore[arg-type]
             drawn[s.key] = level if settled else self._level_to_draw(s.key, level, float(sum(load_ms.values())), warm=s.key in warm)
             lease = ExitStack()
@@ -369,4 +377,4 @@ def _low_res(k: Intrinsics, width: int) -> Intrinsics:
     return k.scaled(width, height)
 
 
-__all__ = ["BlockUse", "CompositeFrame", "Compositor", "mean_visibility"]
+__all__ = ["BlockUse", "CompositeFrame", "Compositor", "FrameCancelled", "mean_visibility"]

@@ -8,7 +8,8 @@ is the newest camera it has. Resolution adapts to the motion:
   cost of recent frames so that one frame fits ``ViewerConfig.moving_frame_ms``
   (``ResolutionPolicy``): interaction stays smooth whatever a full frame costs;
 * once the camera has rested for ``rest_ms``, the view is rendered once more at full resolution
-  (``full_width`` wide, the viewer's aspect);
+  (``full_width`` wide, the viewer's aspect); a full frame is given up between blocks as soon as
+  the camera moves again, so a move never waits for a frame that is already stale;
 * while every camera rests, the store's manifest is re-read every ``refresh_s``; when it changed
   (a concurrent ``update`` published blocks) every view is rendered again, so new blocks appear
   without a restart.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streaming.camera_path import CameraPath
-from streaming.compositor import CompositeFrame, Compositor
+from streaming.compositor import CompositeFrame, Compositor, FrameCancelled
 from streaming.config import ViewerConfig
 from streaming.prefetch import Prefetcher
 from streaming.protocol import CameraView
@@ -177,6 +178,8 @@ class LiveRenderer:
         self.clock = clock
         self.errors: list[str] = []
         self.frames = 0
+        self.cancelled = 0
+        """Full frames given up because the camera moved on while they were drawn."""
         self._cond = threading.Condition()
         self._slots: dict[Hashable, _Slot] = {}
         self._stop = False
@@ -310,16 +313,24 @@ class LiveRenderer:
             if self.prefetcher is not None:
                 self.prefetcher.observe(camera.position)
             t0 = time.perf_counter()
-            composite = self.compositor.render(camera.view(width))
+            composite = self.compositor.render(camera.view(width), cancelled=(lambda: self._moved(client, seq)) if full else None)
             pixels = to_pixels(composite.rgb)
             self.policy.record(pixels.shape[0] * pixels.shape[1], 1e3 * (time.perf_counter() - t0))
             self.frames += 1
             self.deliver(LiveFrame(client, camera, seq, full, pixels, composite, self.clock()))
+        except FrameCancelled:
+            self.cancelled += 1  # the new camera is rendered next; it will rest and get its own full frame
         except Exception as exc:  # noqa: BLE001 - reported to the viewer; the next camera may work
             self.errors[:] = [*self.errors[-99:], f"{type(exc).__name__}: {exc}"]
         with self._cond:
             self._refreshed_at = self.clock()
             self._cond.notify_all()
+
+    def _moved(self, client: Hashable, seq: int) -> bool:
+        """Whether ``client`` submitted a camera after submission ``seq`` (or left)."""
+        with self._cond:
+            slot = self._slots.get(client)
+            return slot is None or slot.seq != seq
 
 
 __all__ = ["LiveCamera", "LiveFrame", "LiveRenderer", "ResolutionPolicy", "to_pixels"]

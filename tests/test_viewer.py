@@ -13,7 +13,7 @@ import pytest
 
 from blocknerf.capture.images import load_image
 from blocknerf.cli.main import main
-from streaming.compositor import Compositor
+from streaming.compositor import Compositor, FrameCancelled
 from streaming.config import StreamConfig, ViewerConfig
 from streaming.live_renderer import LiveCamera, LiveFrame, LiveRenderer, ResolutionPolicy
 from streaming.streamer import BlockStreamer
@@ -85,6 +85,51 @@ def test_the_render_thread_skips_stale_cameras_and_rests_at_full_resolution(fake
     assert [(f.seq, f.full) for f in frames] == [(1, False), (5, False), (5, True)]
     assert frames[-1].camera.position[0] == 4.0
     assert frames[-1].size == (32, 24) and frames[0].size[0] < 32
+
+
+def test_a_frame_is_given_up_between_blocks_when_asked(fakes) -> None:  # noqa: ANN001
+    blocks = fakes.grid(2)
+    compositor = Compositor(BlockStreamer(fakes.Source(blocks), StreamConfig(prefetch=False, max_blocks=None, visibility_threshold=0.0)))
+    view = fakes.view((5.0, 5.0, 0.0))
+    asked = []
+    with pytest.raises(FrameCancelled):
+        compositor.render(view, cancelled=lambda: asked.append(1) or len(asked) > 1)
+    assert sum(b.renders for b in blocks) <= 1 and len(asked) == 2  # gave up before the second block
+    frame = compositor.render(view)  # nothing stayed leased: the same view renders in full
+    assert len(frame.used) == 4
+
+
+def test_a_full_frame_is_given_up_when_the_camera_moves(fakes) -> None:  # noqa: ANN001
+    real = Compositor(BlockStreamer(fakes.Source(fakes.grid(1)), StreamConfig(prefetch=False)))
+    in_full, held = threading.Event(), []
+
+    class HoldsTheFirstFullFrame:  # draws like the real compositor, but its first full frame lasts until given up
+        streamer = real.streamer
+
+        def render(self, view, *, settled=False, cancelled=None):  # noqa: ANN001, ANN202
+            if cancelled is not None and not held:
+                held.append(view)
+                in_full.set()
+                wait = threading.Event()
+                for _ in range(3000):
+                    if cancelled():
+                        raise FrameCancelled("camera moved")
+                    wait.wait(0.01)
+            return real.render(view, settled=settled)
+
+    now = [0.0]
+    frames: list[LiveFrame] = []
+    renderer = LiveRenderer(HoldsTheFirstFullFrame(), frames.append, full_width=32,  # type: ignore[arg-type]
+                            cfg=ViewerConfig(rest_ms=100.0, refresh_s=60.0), clock=lambda: now[0])
+    with renderer:
+        renderer.submit("tab", _camera(0.0))
+        now[0] = 1.0  # camera 1 rests: its full frame starts and is held
+        assert in_full.wait(30)
+        renderer.submit("tab", _camera(1.0))
+        now[0] = 2.0
+        assert renderer.wait_idle(30), renderer.errors
+    assert not renderer.errors and renderer.cancelled == 1
+    assert [(f.seq, f.full) for f in frames] == [(1, False), (2, False), (2, True)]
 
 
 def test_a_published_block_appears_without_a_restart(fakes) -> None:  # noqa: ANN001
