@@ -166,20 +166,20 @@ def test_update_cli_dry_run_explains_and_changes_nothing(recaptured_store, capsy
     url = recaptured_store.url
     before = BlockStore.open(url).manifest()
     out = recaptured_store.root / "change"
-    assert main(["update", str(url), str(recaptured_store.capture), "--dry-run", "--detect", "--change-dir", str(out)]) == 0
+    assert main(["update", str(url), str(recaptured_store.capture), "--dry-run", "--change-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "blocks to retrain: none" in printed and ": keep (no change in its region)" in printed
     assert (out / "change_map.png").stat().st_size > 0
     assert BlockStore.open(url).manifest() == before
 
 
-def test_update_cli_without_detect_retrains_every_block_the_frames_see(recaptured_store, capsys):
-    assert main(["update", str(recaptured_store.url), str(recaptured_store.capture), "--dry-run", "--json"]) == 0
+def test_update_cli_with_all_retrains_every_block_the_frames_see(recaptured_store, capsys):
+    assert main(["update", str(recaptured_store.url), str(recaptured_store.capture), "--dry-run", "--json", "--all"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["change"] is None and doc["affected"] == doc["seen"] and doc["seen"]
 
 
 def test_update_cli_refuses_a_change_dir_without_detection(recaptured_store, capsys):
-    argv = ["update", str(recaptured_store.url), str(recaptured_store.capture), "--change-dir", "x"]
+    argv = ["update", str(recaptured_store.url), str(recaptured_store.capture), "--change-dir", "x", "--all"]
     assert main(argv) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

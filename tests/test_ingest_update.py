@@ -88,7 +88,7 @@ def updated(street: dict) -> dict:
     before = BlockStore.open(street["store"]).manifest()
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        code = main(["update", str(street["store"]), str(street["new"]), "--steps", "4", "--json", *ONE_THREAD])
+        code = main(["update", str(street["store"]), str(street["new"]), "--steps", "4", "--json", "--all", *ONE_THREAD])
     assert code == 0
     return dict(before=before, outcome=json.loads(buffer.getvalue()))
 
@@ -140,7 +140,7 @@ def test_the_update_retrains_the_blocks_the_new_frames_touch(street: dict, updat
 
 def test_the_same_photos_again_change_nothing(street: dict, updated: dict, capsys: pytest.CaptureFixture) -> None:
     serial = BlockStore.open(street["store"]).manifest().serial
-    assert main(["update", str(street["store"]), str(street["new"]), "--steps", "4", *ONE_THREAD]) == 0
+    assert main(["update", str(street["store"]), str(street["new"]), "--steps", "4", "--all", *ONE_THREAD]) == 0
     out = capsys.readouterr().out
     assert "registered 6/6 new photos" in out and "nothing to publish" in out
     assert BlockStore.open(street["store"]).manifest().serial == serial

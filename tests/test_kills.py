@@ -126,7 +126,7 @@ def kill_pipeline(victims: Victims, plan: Plan, recapture: Path, *, train_flags:
     assert set(trained.blocks) == set(store.plan.ids), f"{where} train rerun left blocks unpublished: {trained.blocks}\n{victims.reproduce()}"
     assert trained.serial > before.serial, f"{where} train rerun published nothing\n{victims.reproduce()}"
 
-    update = ["update", url, str(recapture), "--in-process", "--threads-per-worker", "1", "--steps", str(steps)]
+    update = ["update", url, str(recapture), "--in-process", "--threads-per-worker", "1", "--steps", str(steps), "--all"]
     sent += victims.kill_then_rerun(update, kills=plan.update, window_s=TRAIN_WINDOW_S)
     updated = BlockStore.open(url).manifest()
     assert updated.records != trained.records and updated.serial > trained.serial, f"{where} update not published\n{victims.reproduce()}"

@@ -34,13 +34,13 @@ def test_partition_train_render_update_gc_fsck_on_s3_with_a_kill_during_publish(
     before = BlockStore.open(url).manifest()
 
     # A kill halfway through publishing the update: readers keep the manifest before it.
-    killed = run_blocknerf(["update", url, str(change_city), "--in-process", "--steps", "4"],
+    killed = run_blocknerf(["update", url, str(change_city), "--in-process", "--steps", "4", "--all"],
                            env={**s3_env, "BLOCKNERF_FAULT": "during_manifest_swap"}, cwd=tmp_path)
     assert killed.returncode == FAULT_EXIT_CODE, killed.stderr[-2000:]
     assert BlockStore.open(url).manifest() == before
     assert_store_sound(url)
     # The lease of the killed process lapses at once (its process is gone): the rerun finishes the job.
-    out = json.loads(ok("update", url, str(change_city), "--in-process", "--steps", "4", "--json"))
+    out = json.loads(ok("update", url, str(change_city), "--in-process", "--steps", "4", "--json", "--all"))
     assert out["published"], out
     after = BlockStore.open(url).manifest()
     assert after.serial > before.serial

@@ -378,7 +378,7 @@ def test_the_new_version_records_why_it_was_made(updated, one_block):
 
 def test_a_second_identical_update_does_nothing(updated, one_block, capsys):
     manifest = updated.after.manifest()
-    argv = ["update", str(updated.url), str(one_block.path), "--in-process", "--steps", str(UPDATE_STEPS), "--json"]
+    argv = ["update", str(updated.url), str(one_block.path), "--in-process", "--steps", str(UPDATE_STEPS), "--json", "--all"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["added_frames"], report["known_frames"]) == (0, one_block.n)
@@ -474,7 +474,7 @@ def run_update_command(url: Path, capture: Path, fault: str | None) -> subproces
     if fault:
         env[FAULT_ENV] = fault
     cmd = [sys.executable, "-m", "blocknerf", "update", str(url), str(capture), "--steps", "3",
-           "--in-process", "--threads-per-worker", "1", "--json"]
+           "--in-process", "--threads-per-worker", "1", "--json", "--all"]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 

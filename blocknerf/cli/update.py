@@ -42,13 +42,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", metavar="DIR", help="with a folder of photos: write their registration here "
                    "(default: updates/<folder>-<digest> in the store's capture directory)")
     p.add_argument("--sfm-threads", type=int, default=-1, metavar="N", help="with a folder of photos: CPU threads for SfM (default all)")
-    p.add_argument("--detect", action="store_true",
-                   help="retrain only the blocks where the city changed: render each new frame from the store, compare after a "
-                   "colour fit (experimental: a blurry store hides small changes); default: every block the new frames see")
+    p.add_argument("--all", action="store_true",
+                   help="retrain every block the new frames see, changed or not; default: only the blocks where the city "
+                   "changed (each new frame is rendered from the store and compared after a colour fit), the other blocks "
+                   "keep the new frames for their next retrain")
     p.add_argument("--dry-run", action="store_true",
                    help="say per block whether it would be retrained and why, write the change map; change nothing")
     p.add_argument("--change-dir", metavar="DIR",
-                   help="write change_map.png and masks/ (per-frame changed pixels) here (with --detect; default with --dry-run: ./change)")
+                   help="write change_map.png and masks/ (per-frame changed pixels) here (default with --dry-run: ./change)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
     add_wait_argument(p)
     add_outside_paths_argument(p)
@@ -79,8 +80,8 @@ def _update(store: object, args: argparse.Namespace) -> int:
     update_cfg = settings.update
     overrides = {k: v for k, v in {"steps": args.steps, "time_budget_s": args.time_budget}.items() if v is not None}
     run_config(settings.train, warm=not args.from_scratch, overrides=overrides)  # bad values fail here, before any work
-    if args.change_dir and not args.detect:
-        raise InputError(None, "--change-dir needs change detection: add --detect")
+    if args.change_dir and args.all:
+        raise InputError(None, "--change-dir draws what change detection found; --all retrains without detecting")
     registration = None
     if is_photo_folder(args.capture):
         registration = register_photo_folder(args, store.capture.root)
@@ -89,7 +90,7 @@ def _update(store: object, args: argparse.Namespace) -> int:
     capture = read_capture(args.capture, allow_outside_paths=args.allow_outside_paths)
     prepared = prepare_update(
         store.url, capture, update_cfg, capture_path=capture_path, dry_run=args.dry_run,
-        renderer=StoreRenderer(store) if args.detect else None,
+        renderer=None if args.all else StoreRenderer(store),
     )
     merge = prepared.merge
     change_dir = args.change_dir or ("change" if args.dry_run else None)
@@ -173,7 +174,7 @@ def verdict_lines(prepared: Any) -> list[str]:
     lines = []
     for block_id in prepared.seen:
         if change is None:
-            lines.append(f"{block_id}: retrain (the new frames see it; --detect looks for where the city changed)")
+            lines.append(f"{block_id}: retrain: the new frames see it (--all)")
             continue
         verdict = change.blocks[block_id]
         if verdict.retrain:
