@@ -29,10 +29,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_stage_ran_as_a_blocknerf_command(demo: Path) -> None:
     facts = json.loads((demo / "demo.json").read_text())
     stages = facts["stages"]
-    assert len(stages) == 10  # the eleventh, writing the report, comes after these facts
+    assert len(stages) == 19  # the twentieth, writing the report, comes after these facts
     commands = [s["command"] for s in stages if s["command"]]
     verbs = [c.split()[1] for c in commands]
-    assert verbs == ["synth", "partition", "train", "eval", "render", "info", "synth", "eval", "update", "eval"]
+    assert verbs == ["synth", "partition", "train", "eval", "render", "render", "render", "info", "synth", "eval", "update", "eval",
+                     "synth", "partition", "train", "render", "compose", "compose", "render"]
     assert all(s["seconds"] > 0 for s in stages)
 
 
@@ -74,3 +75,42 @@ def test_the_report_flythrough_and_map_are_real_files(demo: Path) -> None:
     assert (demo / "flythrough.mp4").stat().st_size > 1000
     geo = json.loads((demo / "blocks.geojson").read_text())
     assert len(geo["features"]) >= 2
+
+
+def _frame(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
+
+
+def test_baked_and_neural_render_the_same_frames_alike_and_baked_is_faster(demo: Path) -> None:
+    r = json.loads((demo / "demo.json").read_text())["renderers"]
+    neural, baked = (sorted((demo / "renderers" / name).glob("*.png")) for name in ("neural", "baked"))
+    assert [p.name for p in neural] == [p.name for p in baked] and len(neural) == r["neural"]["frames"] == 4
+    # The PSNR between the two renders, from the frames themselves: finite (they differ) and close.
+    values = [psnr_db(_frame(n), _frame(b)) for n, b in zip(neural, baked)]
+    assert all(np.isfinite(v) and v > 15.0 for v in values), values
+    assert r["psnr"] == pytest.approx(np.mean(values), abs=0.01)
+    # Seconds per frame as each render recorded them (its stats), not timed here.
+    stats = {name: json.loads((demo / "renderers" / f"{name}_stats.json").read_text())["summary"] for name in ("neural", "baked")}
+    assert stats["baked"]["frame_ms_median"] < stats["neural"]["frame_ms_median"]
+    assert r["baked"]["s_per_frame"] == pytest.approx(stats["baked"]["frame_ms_median"] / 1e3, abs=1e-4)
+
+
+def test_the_kiosk_is_placed_beside_the_drive_and_changes_only_the_frame_around_it(demo: Path) -> None:
+    from blocknerf.store import BlockStore
+
+    c = json.loads((demo / "demo.json").read_text())["composition"]
+    manifest = BlockStore.open(demo / "city.zarr").manifest()
+    assert sorted(manifest.objects) == ["kiosk"] and manifest.objects["kiosk"].placement["position"] == c["position"]
+    assert c["list"].startswith("kiosk") and "object v1" in c["list"]
+    assert c["object_eval"]["views"] > 0
+    shown = next(f for f in c["frames"] if f["image"] == c["shown"])
+    before, after = (_frame(demo / "composition" / which / c["shown"]) for which in ("before", "after"))
+    assert before.shape == (144, 192, 3) and list(before.shape[1::-1]) == c["size"]
+    col0, row0, col1, row1 = shown["box"]
+    inside = np.zeros(before.shape[:2], dtype=bool)
+    inside[row0:row1, col0:col1] = True
+    change = np.abs(after - before).max(axis=2)
+    # Inside the box the object's bounding box projects to the frame changed; elsewhere next to nothing.
+    assert change[inside].mean() > 0.02, change[inside].mean()
+    assert change[inside].mean() > 5 * change[~inside].mean(), (change[inside].mean(), change[~inside].mean())
+    assert (demo / "report.html").read_text().count("composition/after/" + c["shown"]) == 1

@@ -17,6 +17,7 @@ def demo_facts(out: Path) -> dict:
     """Facts as run_demo gathers them, for a two-block demo, with the images they refer to (the
     shape of tests/test_demo.py's facts, plus the flythrough figures the report can show)."""
     for rel in ("map.png", "heldout/000_a.png", "update/before/000_c.png", "update/after/000_c.png",
+                "renderers/neural/00001.png", "renderers/baked/00001.png", "composition/before/00002.png", "composition/after/00002.png",
                 *(f"flythrough_frames/{i:05d}.png" for i in range(8))):
         save_image(out / rel, np.full((6, 8, 3), 0.5, dtype=np.float32))
     return {
@@ -42,6 +43,20 @@ def demo_facts(out: Path) -> dict:
         "update": {
             "before": {"psnr": 14.5, "published": {"b0": 1, "b1": 1}, "per_view": [{"frame": "c", "psnr": 14.5, "image": "000_c.png"}]},
             "after": {"psnr": 19.75, "published": {"b0": 2, "b1": 1}, "per_view": [{"frame": "c", "psnr": 19.75, "image": "000_c.png"}]},
+        },
+        "renderers": {
+            "neural": {"s_per_frame": 1.25, "frames": 3, "size": [96, 72]}, "baked": {"s_per_frame": 0.05, "frames": 3, "size": [96, 72]},
+            "speedup": 25.0, "psnr": 24.567, "shown": "00001.png",
+            "per_frame": [{"image": "00000.png", "psnr": 24.0}, {"image": "00001.png", "psnr": 25.125}, {"image": "00002.png", "psnr": 24.5}],
+        },
+        "composition": {
+            "object": "kiosk", "street": "ns1", "position": [48.0, 0.0, 0.0], "heading_deg": 90.0, "size_m": [2.4, 2.05, 2.8],
+            "object_eval": {"views": 4, "psnr": 21.5, "ssim": 0.8},
+            "command": "blocknerf compose city.zarr add kiosk.zarr --name kiosk --at-enu 48.00,0.00,0.00 --heading 90",
+            "list_command": "blocknerf compose city.zarr list", "list": "kiosk            at (48.00, 0.00, 0.00)  object v1",
+            "size": [200, 100], "shown": "00002.png",
+            "frames": [{"image": "00001.png", "box": None, "change_inside": None, "change_outside": 0.0},
+                       {"image": "00002.png", "box": [150, 40, 180, 90], "change_inside": 0.1234, "change_outside": 0.0012}],
         },
         "files": ["map.png", "report.html"],
     }
@@ -91,6 +106,27 @@ def test_the_page_shows_the_flythrough_heldout_views_and_the_update(tmp_path: Pa
     assert "Files: map.png · report.html" in text
 
 
+def test_the_page_compares_the_renderers_and_shows_the_placed_object(tmp_path: Path, facts: dict) -> None:
+    page = write_report(tmp_path, facts).read_text(encoding="utf-8")
+    text = text_of(page)
+    assert "Baked vs neural rendering" in text
+    assert "The same 3 frames of the drive (96x72)" in text
+    assert "Baked 0.050 s per frame, neural 1.250 s: 25.0x faster" in text and "24.57 dB PSNR (mean over the frames)" in text
+    assert "neural: 1.250 s per frame" in text and "baked: 0.050 s per frame, 25.12 dB against neural" in text
+    links = re.findall(r"(?:src|poster)='([^']+)'", page)
+    assert "renderers/neural/00001.png" in links and "renderers/baked/00001.png" in links
+
+    assert "Composition" in text
+    assert "A kiosk (2.4 x 2.0 x 2.8 m)" in text and "(21.50 dB on 4 of its held-out views)" in text and "street ns1" in text
+    assert "inside the box the frame changed by 0.123 on average, elsewhere by 0.001" in text
+    assert "composition/before/00002.png" in links and "composition/after/00002.png" in links
+    assert f"<code>{facts['composition']['command']}</code>" in page
+    assert "$ blocknerf compose city.zarr list kiosk at (48.00, 0.00, 0.00) object v1" in text
+    # The box over both images: 150..180 of 200 columns, 40..90 of 100 rows, in percent.
+    assert page.count("style='left:75.00%;top:40.00%;width:15.00%;height:50.00%'") == 2
+    assert [link for link in links if not (tmp_path / link).exists() and link != "flythrough.mp4"] == []
+
+
 def test_values_in_the_facts_are_escaped(tmp_path: Path, facts: dict) -> None:
     attack = "<script>alert('x')</script>"
     facts["preset"] = attack
@@ -112,5 +148,6 @@ def test_sections_without_their_facts_are_left_out(tmp_path: Path) -> None:
     page = write_report(tmp_path, {"preset": "quick", "seconds": 3.0, "blocks": [], "stages": []}).read_text(encoding="utf-8")
     text = text_of(page)
     assert "Held-out views" not in text and "Incremental update" not in text
+    assert "Baked vs neural" not in text and "Composition" not in text
     assert "– composite PSNR" in text and "– composite SSIM" in text and "0 blocks (0 frame assignments)" in text
     assert "Blocks" in text and "Flythrough" in text and "What ran" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "run the whole pipeline on a synthetic city (synth, partition, train, eval, flythrough, update) and write report.html"
+HELP = "run the whole pipeline on a synthetic city (synth, partition, train, eval, flythrough, baked vs neural, update, compose) and write report.html"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

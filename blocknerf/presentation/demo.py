@@ -3,8 +3,10 @@
 Every stage is the ``blocknerf`` subcommand a user would type, run in this process with the same
 arguments, and printed first, so that the demo doubles as a tour of the command line:
 
-    synth -> partition -> train (local dask cluster) -> eval -> render (flythrough) -> info (GeoJSON)
-    -> synth --change -> update (retrains the blocks the change touches) -> report.html
+    synth -> partition -> train (local dask cluster) -> eval -> render (flythrough)
+    -> render --renderer neural / baked (the same frames) -> info (GeoJSON)
+    -> synth --change -> update (retrains the blocks the change touches)
+    -> synth --object kiosk -> partition -> train -> compose add (beside the drive) -> report.html
 
 What each preset trains is bounded by time (``train.time_budget_s`` per block), so the demo takes
 about as long on any machine; its quality is what that time buys on the machine it runs on.
@@ -17,7 +19,7 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from typing import Any
 from blocknerf.config import read_preset
 from blocknerf.errors import BlockNerfError, ConfigError
 from blocknerf.presentation.report import format_duration, screenshot, write_report
+from blocknerf.presentation.showcases import compare_renderers, place_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,16 @@ class DemoPreset:
     """Held-out views of the composite evaluation (spread over the city)."""
     flythrough_frames: int
     flythrough_size: str
+    renderer_frames: int
+    """Frames of the drive rendered by both renderers (baked and neural) to compare them."""
+    renderer_size: str
+    object_views: int
+    """Views of the object's capture (``synth --object kiosk --views``)."""
+    object_train_s: float
+    """Training time of the object (one block)."""
+    pass_by_frames: int
+    """Frames of the drive up to the placed object, rendered before and after placing it."""
+    pass_by_size: str
     settings: dict[str, Any] = field(default_factory=dict)
     """Further setting overrides (the sections of a ``--config`` file)."""
 
@@ -60,17 +73,31 @@ class DemoPreset:
 
     def config(self) -> dict[str, Any]:
         """The demo's settings as a ``--config`` document."""
-        doc: dict[str, Any] = {
-            "partition": {"strategy": "clusters", "clusters": self.blocks, "min_frames": 1},
-            # Bounded by time, not steps; a short warm-up, as a run is a few hundred steps at most.
-            "train": {"steps": 100_000, "time_budget_s": self.train_s, "warmup_steps": 10, "eval_views": 2, "checkpoint_every_s": 30.0},
-        }
-        for section, values in self.settings.items():
-            doc.setdefault(section, {}).update(values)
-        return doc
+        partition = {"partition": {"strategy": "clusters", "clusters": self.blocks, "min_frames": 1}}
+        return merged(merged(partition, _timed_training(self.train_s)), self.settings)
+
+    def object_config(self) -> dict[str, Any]:
+        """The settings of the object's store as a ``--config`` document: the shipped ``object``
+        preset (one block around what the cameras look at), with the demo's model and bake."""
+        return merged(merged(read_preset("object"), _timed_training(self.object_train_s)), self.settings)
+
+
+def _timed_training(seconds: float) -> dict[str, Any]:
+    # Bounded by time, not steps; a short warm-up, as a run is a few hundred steps at most.
+    return {"train": {"steps": 100_000, "time_budget_s": seconds, "warmup_steps": 10, "eval_views": 2, "checkpoint_every_s": 30.0}}
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, mappings merged key by key at every depth (neither is changed)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
 
 
 PRESET_NAMES = ("full", "quick")
+STAGES = 20
+"""Stages of a demo, writing the report included."""
 CHANGED_VIEWS = 4
 """Held-out views of the re-capture rendered before and after the update."""
 
@@ -83,6 +110,8 @@ class Stage:
     argv: list[str]
     seconds: float = 0.0
     exit_code: int | None = None
+    output: str | None = None
+    """What the command printed, when the demo keeps it for the report."""
 
     @property
     def command(self) -> str:
@@ -107,12 +136,25 @@ class DemoRun:
         self.echo = echo
         self.stages: list[Stage] = []
 
-    def run(self, title: str, argv: Sequence[str]) -> Stage:
-        """Run ``blocknerf ARGV`` as a stage; a failing stage stops the demo with its exit code."""
+    def run(self, title: str, argv: Sequence[str], *, keep_output: bool = False) -> Stage:
+        """Run ``blocknerf ARGV`` as a stage; a failing stage stops the demo with its exit code.
+        ``keep_output``: also keep what it prints (``Stage.output``; it is still shown)."""
+        import contextlib
+        import io
+
         words = [str(a) for a in argv]
-        code = self.step(title, lambda: self.command(words), argv=words)
+        printed = io.StringIO()
+
+        def command() -> int:
+            with contextlib.redirect_stdout(printed) if keep_output else contextlib.nullcontext():
+                return self.command(words)
+
+        code = self.step(title, command, argv=words)
         stage = self.stages[-1]
         stage.exit_code = code
+        if keep_output:
+            stage.output = printed.getvalue()
+            self.echo(stage.output.rstrip("\n"))
         if code != 0:
             raise DemoStageFailed(stage)
         return stage
@@ -160,7 +202,7 @@ def run_demo(
     config = out / "demo.yaml"
     config.write_text(f"# Settings of `blocknerf demo` ({preset.name}); pass to any command with --config.\n" + yaml.safe_dump(preset.config(), sort_keys=False))
     city, changed, store = out / "capture", out / "capture_changed", out / "city.zarr"
-    demo = DemoRun(out, preset, command=command, workers=workers, total=11, echo=echo)
+    demo = DemoRun(out, preset, command=command, workers=workers, total=STAGES, echo=echo)
     began = time.perf_counter()
 
     demo.run("synthesise the city", ["synth", city, "--grid", preset.grid, "--size", preset.size, "--config", config])
@@ -178,6 +220,7 @@ def run_demo(
         ["render", store, "--auto", "--frames", preset.flythrough_frames, "--size", preset.flythrough_size,
          "--out", out / "flythrough.mp4", "--frames-dir", out / "flythrough_frames", "--stats", out / "flythrough_stats.json", "--write-path", out / "camera_path.json"],
     )
+    renderers = compare_renderers(demo, store)
     demo.run("export the block footprints as GeoJSON", ["info", store, "--geojson", out / "blocks.geojson"])
     demo.run(
         "the city changes: a new building and road works, re-captured around them",
@@ -189,8 +232,9 @@ def run_demo(
         ["update", store, changed, "--time-budget", preset.update_s, *demo.cluster_args()],
     )
     after = _changed_result(demo.run("render the changed area after the update", _changed_views(store, changed, out / "update" / "after")))
+    composition = place_object(demo, store, changed)
 
-    facts = _facts(demo, store, before, after, time.perf_counter() - began)
+    facts = {**_facts(demo, store, before, after, time.perf_counter() - began), "renderers": renderers, "composition": composition}
     (out / "demo.json").write_text(json.dumps(facts, indent=2))
     report = demo.step("write the report", lambda: write_report(out, facts))
     shot = screenshot(report, out / "report.png")

@@ -1,4 +1,5 @@
-"""The demo's one-page HTML report: block map, quality, held-out renders, flythrough, the update.
+"""The demo's one-page HTML report: block map, quality, held-out renders, flythrough, baked
+against neural rendering, the update, an object composed into the city.
 
 The page is static and self-contained apart from the images and video beside it in the demo's
 output directory (linked relatively, so the directory can be moved or served as it is). Its layout
@@ -63,7 +64,20 @@ def render_report(out: Path, f: Mapping[str, Any]) -> str:
         ],
         stages=f.get("stages", []),
         files=f.get("files", []),
+        renderers=f.get("renderers") or {},
+        composition=f.get("composition") or {},
+        composition_box=_box_style(f.get("composition") or {}),
     )
+
+
+def _box_style(composition: Mapping[str, Any]) -> str:
+    """CSS placing the box the object projects to over the shown frame (percentages of the image),
+    or "" when no frame shows it."""
+    frame = next((fr for fr in composition.get("frames", []) if fr.get("image") == composition.get("shown")), None)
+    if frame is None or not frame.get("box"):
+        return ""
+    (c0, r0, c1, r1), (w, h) = frame["box"], composition["size"]
+    return f"left:{100 * c0 / w:.2f}%;top:{100 * r0 / h:.2f}%;width:{100 * (c1 - c0) / w:.2f}%;height:{100 * (r1 - r0) / h:.2f}%"
 
 
 def _environment() -> jinja2.Environment:
