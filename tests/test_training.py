@@ -144,3 +144,36 @@ def test_a_block_without_training_frames_is_a_clear_error(setup, store):
     spec = BlockSpec("b_empty", (0.0, 0.0, 5.0), 30.0, -5.0, 15.0, frames=tuple(tests_only), shares=tuple(1.0 for _ in tests_only))
     with pytest.raises(InputError, match="no training frames"):
         train_block(spec, capture, settings.model, settings.train, store, far_m=plan.far_m)
+
+
+def test_a_fixed_backdrop_colour_is_parsed_and_bad_ones_are_refused() -> None:
+    from blocknerf.training.config import TrainConfig, background_rgb
+
+    assert background_rgb("random") is None
+    assert background_rgb("white") == (1.0, 1.0, 1.0)
+    assert background_rgb("#ebebeb") == pytest.approx((235 / 255,) * 3)
+    for bad in ("pink", "#ebeb", "#ebebez", "ebebeb"):
+        with pytest.raises(ValueError, match="background"):
+            TrainConfig(background=bad).validate()
+
+
+def test_views_are_scored_over_the_backdrop_a_block_was_trained_over(tmp_path) -> None:
+    """A block that renders nothing is perfect against a photo of the bare backdrop when scored
+    over that backdrop, and far off over the renderer's own grey."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from blocknerf.capture.frames import Frame, Intrinsics
+    from blocknerf.evaluation.views import evaluate_views
+    from blocknerf.model.block import View
+
+    k = Intrinsics.from_fov(8, 6, 1.0)
+    Image.fromarray(np.full((6, 8, 3), 235, dtype=np.uint8)).save(tmp_path / "bare.png")
+    frame = Frame("bare.png", tmp_path / "bare.png", k, np.eye(4), 0)
+    empty = View(torch.full((6, 8, 3), 0.5), torch.full((6, 8), float("inf")), torch.zeros(6, 8), torch.ones(6, 8))
+    model = SimpleNamespace(device=torch.device("cpu"), renderer=SimpleNamespace(background=0.5),
+                            render_view=lambda *a, **kw: empty)
+    over_backdrop = evaluate_views(model, [frame], background=(235 / 255,) * 3)
+    assert over_backdrop["psnr"] > 60
+    assert evaluate_views(model, [frame])["psnr"] < 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,15 @@ from blocknerf.capture.rays import image_rays
 from partitioning import BlockSpec
 
 
-def evaluate_views(model: BlockModel, frames: list[Frame], *, spec: BlockSpec | None = None, far_m: float = 0.0) -> dict[str, Any]:
+def evaluate_views(
+    model: BlockModel, frames: list[Frame], *, spec: BlockSpec | None = None, far_m: float = 0.0,
+    background: tuple[float, float, float] | None = None,
+) -> dict[str, Any]:
     """Held-out PSNR/SSIM of a block on whole views (zero appearance code, recorded exposure).
 
     With ``spec``, ``psnr_region`` also reports PSNR on the pixels whose rays cross the block.
+    ``background``: the colour where the views show nothing (a block trained over a plain
+    backdrop, ``TrainConfig.background``); None: the renderer's own.
     """
     if not frames:
         return {"views": 0}
@@ -26,6 +32,9 @@ def evaluate_views(model: BlockModel, frames: list[Frame], *, spec: BlockSpec | 
     for f in frames:
         gt = torch.from_numpy(load_image(f.image_path).copy()).float().div(255.0).to(model.device)
         view = model.render_view(f.c2w, f.intrinsics, exposure=f.exposure)
+        if background is not None:
+            shift = torch.tensor(background, dtype=view.rgb.dtype, device=view.rgb.device) - model.renderer.background
+            view = dataclasses.replace(view, rgb=view.rgb + (1.0 - view.opacity)[..., None] * shift)
         psnrs.append(psnr(view.rgb, gt))
         ssims.append(ssim(view.rgb, gt))
         if spec is not None:

@@ -80,15 +80,18 @@ def place_object(demo: DemoRun, store: Path, city_dir: Path) -> dict[str, Any]:
     the figures of what changed."""
     import yaml
 
+    from blocknerf.presentation.demo import merged
     from blocknerf.synth import load_city
 
     preset, out = demo.preset, demo.out
     capture, source, config = out / OBJECT_KIND, out / f"{OBJECT_KIND}.zarr", out / "object.yaml"
-    config.write_text(f"# Settings of the demo's {OBJECT_KIND} store ({preset.name}).\n" + yaml.safe_dump(preset.object_config(), sort_keys=False))
     demo.run(
         f"capture a small object all around: a {OBJECT_KIND}, {preset.object_views} views",
         ["synth", capture, "--object", OBJECT_KIND, "--size", preset.size, "--views", preset.object_views],
     )
+    backdrop = json.loads((capture / "object.json").read_text())["capture"]["background"]
+    config.write_text(f"# Settings of the demo's {OBJECT_KIND} store ({preset.name}): trained over the capture's plain backdrop.\n"
+                      + yaml.safe_dump(merged(preset.object_config(), {"train": {"background": backdrop}}), sort_keys=False))
     demo.run(f"make the {OBJECT_KIND}'s capture a store of one block", ["partition", capture, "--store", source, "--config", config, "--map", out / f"{OBJECT_KIND}_map.png"])
     demo.run(f"train the {OBJECT_KIND} ({preset.object_train_s:.0f} s)", ["train", source, "--in-process"])
 

@@ -28,10 +28,13 @@ from blocknerf.synth.materials import lambert
 from blocknerf.synth.raycast import _slab, centre_rays, pixel_rays
 from blocknerf.synth.trajectory import look
 
-__all__ = ["OBJECT_KINDS", "ObjectCaptureConfig", "SynthObject", "build_object", "render_object", "synthesize_object"]
+__all__ = ["BACKGROUND", "BACKGROUND_HEX", "OBJECT_KINDS", "ObjectCaptureConfig", "SynthObject", "build_object", "render_object", "synthesize_object"]
 
 BACKGROUND = (0.92, 0.92, 0.92)
 """The plain background: a light grey that no part of an object has."""
+BACKGROUND_HEX = "#" + "".join(f"{round(255 * c):02x}" for c in BACKGROUND)
+"""``BACKGROUND`` as ``object.json`` records it (``capture.background``): train over it
+(``train.background``), so the backdrop is not learnt as matter around the object."""
 
 _PARTS: dict[str, tuple[tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]], ...]] = {
     # (lo, hi, albedo) per box, metres; x east, y north, z up, standing on z = 0.
@@ -196,5 +199,5 @@ def synthesize_object(out_dir: str | os.PathLike[str], cfg: ObjectCaptureConfig)
             n += 1
     capture = Capture(root=out, frames=tuple(frames), extra={"synth": {"object": cfg.kind, "size_m": list(obj.size_m)}})
     write_capture(capture, out)
-    (out / "object.json").write_text(json.dumps({**obj.to_dict(), "capture": {"views": cfg.views, "distance_m": distance}}, indent=1))
+    (out / "object.json").write_text(json.dumps({**obj.to_dict(), "capture": {"views": cfg.views, "distance_m": distance, "background": BACKGROUND_HEX}}, indent=1))
     return capture

@@ -8,6 +8,21 @@ from typing import Literal
 from blocknerf.model.config import BakeConfig
 
 
+_NAMED_BACKGROUNDS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0)}
+
+
+def background_rgb(value: str) -> tuple[float, float, float] | None:
+    """The fixed colour (r, g, b in [0, 1]) of a ``TrainConfig.background``; None for ``random``."""
+    if value == "random":
+        return None
+    if value in _NAMED_BACKGROUNDS:
+        return _NAMED_BACKGROUNDS[value]
+    digits = value[1:] if value.startswith("#") else ""
+    if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError(f"background must be random, black, white or #rrggbb, got {value!r}")
+    return tuple(int(digits[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
     """How one block is optimised."""
@@ -41,9 +56,14 @@ class TrainConfig:
     """Share of rays drawn from pixels whose rays do not cross the block (for plausible backgrounds)."""
     appearance_l2: float = 1e-3
     """L2 penalty on appearance codes, so the zero code (used for unseen images) is a typical look."""
-    background: Literal["random", "black", "white"] = "random"
-    """Colour behind what a ray's samples cover, in training. Random colours (Instant-NGP) make
-    transparency useless for fitting the images, so density cannot collapse to a black void."""
+    background: str = "random"
+    """Colour behind what a ray's samples cover, in training: ``random``, ``black``, ``white`` or
+    ``#rrggbb``. Random colours (Instant-NGP) make transparency useless for fitting the images, so
+    density cannot collapse to a black void: right for streets and rooms, where everything seen is
+    matter. An object photographed against a plain backdrop trains over the backdrop's colour
+    (``blocknerf synth --object`` uses #ebebeb): the backdrop is then explained by nothing at all,
+    so the object's field is empty around it and it can be placed into a scene
+    (``blocknerf compose``); its held-out views are scored over that colour too."""
     distortion_weight: float = 0.0
     """Weight of mip-NeRF 360's distortion loss, which pulls each ray's weights together. Off by
     default: on the synthetic city it slowed early training (tiny city, 200 steps: 17.8 dB with
@@ -89,4 +109,5 @@ class TrainConfig:
             raise ValueError("depth_loss_weight must be >= 0 and depth_sigma > 0")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError("time_budget_s must be positive")
+        background_rgb(self.background)
         self.bake_grid.validate()

@@ -49,7 +49,7 @@ from blocknerf.model.marching import step_edges
 from blocknerf.model.occupancy import OccupancyGrid
 from blocknerf.model.renderer import BlockRenderer, Rays
 from blocknerf.store import BlockStore, fault_point
-from blocknerf.training.config import TrainConfig
+from blocknerf.training.config import TrainConfig, background_rgb
 from blocknerf.training.data import BlockPixels
 from blocknerf.training.state import checkpoint_arrays, restore_checkpoint
 from partitioning import BlockSpec
@@ -286,7 +286,8 @@ def train_block(
 
     model = _snapshot(spec.id, bounds, model_cfg, fld, occupancy, train_frames)
     test_frames = [f for f in frames if f.split == "test"]
-    evaluation = evaluate_views(model, test_frames[: cfg.eval_views], spec=spec, far_m=far_m) if cfg.eval_views else {}
+    evaluation = (evaluate_views(model, test_frames[: cfg.eval_views], spec=spec, far_m=far_m, background=background_rgb(cfg.background))
+                  if cfg.eval_views else {})
     stats = {
         "steps": loop.step,
         "resumed_from": resumed_from,
@@ -314,9 +315,10 @@ def train_block(
 
 
 def _background(kind: str, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    if kind == "random":
+    rgb = background_rgb(kind)
+    if rgb is None:
         return torch.rand(n, 3, generator=generator).to(device)
-    return torch.full((n, 3), 1.0 if kind == "white" else 0.0, device=device)
+    return torch.tensor(rgb, dtype=torch.float32, device=device).expand(n, 3)
 
 
 def _copy_weights(source: BlockModel, fld: BlockField, image_ids: list[str]) -> int:
