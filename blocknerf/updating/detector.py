@@ -173,13 +173,16 @@ def block_changes(
 class StoreRenderer:
     """A ``FrameRenderer`` over a store's published blocks: renders a camera with each of the
     ``candidates`` blocks whose centres are nearest to it (zero appearance code, the frame's
-    exposure). Loaded blocks are kept for the renderer's lifetime."""
+    exposure), from their bakes where they have them (``renderer``: ``baked`` or ``neural``, as
+    ``blocknerf.model.loading``). Loaded blocks are kept for the renderer's lifetime."""
 
-    def __init__(self, store: Any, *, candidates: int = 2, device: str = "cpu") -> None:
+    def __init__(self, store: Any, *, candidates: int = 2, device: str = "cpu", renderer: str = "baked") -> None:
         manifest = store.manifest()
         published = manifest.blocks
         plan = store.read_plan(manifest.records)
         self.store = store
+        self.versions = {b: published[b].version for b in published}
+        self.renderer = renderer
         self.ids = [b for b in plan.ids if b in published]
         self.centres = np.array([plan.block(b).center_xy for b in self.ids]).reshape(-1, 2)
         self.candidates = candidates
@@ -191,14 +194,14 @@ class StoreRenderer:
             raise ValueError("the store has no published block to render")
         import torch
 
-        from blocknerf.model.block import load_block
+        from blocknerf.model.loading import load_renderable
 
         distance = np.linalg.norm(self.centres - np.asarray(frame.position)[:2], axis=1)
         out = []
         for i in np.argsort(distance, kind="stable")[: self.candidates]:
             block_id = self.ids[int(i)]
             if block_id not in self._blocks:
-                self._blocks[block_id] = load_block(self.store, block_id, device=self.device)
+                self._blocks[block_id] = load_renderable(self.store, block_id, self.versions[block_id], renderer=self.renderer, device=self.device)
             with torch.no_grad():
                 view = self._blocks[block_id].render_view(frame.c2w, intrinsics, exposure=frame.exposure)
             out.append(
