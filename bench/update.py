@@ -83,6 +83,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", default="3x3", help="city blocks NxM (2x2 or 3x3)")
     p.add_argument("--all", action="store_true", help="retrain every block the new frames see (no change detection)")
+    p.add_argument("--renderer", choices=("baked", "neural"), default="baked", help="how change detection renders the new frames")
     p.add_argument("--steps", type=int, default=300, help="training steps per block from scratch")
     p.add_argument("--warm-steps", type=int, help="steps of a warm-started update (default: train.warm_start_steps)")
     p.add_argument("--size", default="64x48", help="image size WxH")
@@ -130,14 +131,14 @@ def main() -> int:
         held_out = [f.id for f in city.test_frames]
         again = write_recapture(city, held_out, work / "again", gain=1.3, white_balance=(1.08, 1.0, 0.92))
         unchanged = prepare_update(store_url, again, UpdateConfig(), capture_path=str(work / "again"),
-                                   renderer=StoreRenderer(before), dry_run=True)
+                                   renderer=StoreRenderer(before, renderer=args.renderer), dry_run=True)
         print(f"unchanged re-capture ({len(again)} held-out frames again): {len(unchanged.affected)} blocks to retrain")
 
         t0 = time.perf_counter()
         update = update_store(
             store_url, area, settings.model, settings.train, cluster, UpdateConfig(),
             capture_path=str(work / "area"), overrides={"steps": args.warm_steps} if args.warm_steps else None,
-            renderer=None if args.all else StoreRenderer(before),
+            renderer=None if args.all else StoreRenderer(before, renderer=args.renderer),
         )
         update_s = time.perf_counter() - t0
         assert update.ok, update.train.failed
@@ -147,7 +148,7 @@ def main() -> int:
         t0 = time.perf_counter()
         retrain = update_store(
             scratch_url, area, settings.model, settings.train, cluster, UpdateConfig(),
-            capture_path=str(work / "area"), from_scratch=True, renderer=StoreRenderer(BlockStore.open(scratch_url)),
+            capture_path=str(work / "area"), from_scratch=True, renderer=StoreRenderer(BlockStore.open(scratch_url), renderer=args.renderer),
         )
         retrain_s = time.perf_counter() - t0
         assert retrain.ok and set(retrain.published) == set(update.published)
@@ -177,6 +178,7 @@ def main() -> int:
         scores = change_scores(plan, regions, set(update.published) | set(update.train.skipped))
         result = {
             "grid": args.grid,
+            "detection_renderer": None if args.all else args.renderer,
             **scores,
             "unchanged_retrained": len(unchanged.affected),
             "change": update.change and {k: v for k, v in update.change.items() if k != "blocks"},

@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="retrain every block the new frames see, changed or not; default: only the blocks where the city "
                    "changed (each new frame is rendered from the store and compared after a colour fit), the other blocks "
                    "keep the new frames for their next retrain")
+    p.add_argument("--renderer", choices=("baked", "neural"),
+                   help="how change detection renders the new frames: from the blocks' bakes where they have one (fast), "
+                   "or from their networks (slower; finer depth for placing the change) (default: stream.renderer)")
     p.add_argument("--dry-run", action="store_true",
                    help="say per block whether it would be retrained and why, write the change map; change nothing")
     p.add_argument("--change-dir", metavar="DIR",
@@ -90,7 +93,7 @@ def _update(store: object, args: argparse.Namespace) -> int:
     capture = read_capture(args.capture, allow_outside_paths=args.allow_outside_paths)
     prepared = prepare_update(
         store.url, capture, update_cfg, capture_path=capture_path, dry_run=args.dry_run,
-        renderer=None if args.all else StoreRenderer(store),
+        renderer=None if args.all else StoreRenderer(store, renderer=args.renderer or settings.stream.renderer),
     )
     merge = prepared.merge
     change_dir = args.change_dir or ("change" if args.dry_run else None)
