@@ -11,7 +11,9 @@ Per view (Block-NeRF's recipe, made continuous in the camera position; see ``str
    level, so the frame never waits for fine levels; a block with some level loaded gets the
    planned level, loaded now while the frame's loads stay within ``lod_frame_load_ms``, else the
    finest level it has loaded below it. So later frames refine what a cold frame showed coarse
-   (sooner with the prefetcher, which loads the wanted levels in the background);
+   (sooner with the prefetcher, which loads the wanted levels in the background). Once a frame's
+   loads took more than ``lod_frame_load_ms``, blocks with nothing loaded wait for the next frames
+   (the heaviest block always draws): a jump shows its nearest blocks at once;
 3. when more than one block remains, render each at low resolution (``visibility_size`` pixels
    wide) and fade out blocks whose mean predicted visibility, weighted by opacity, is low;
 4. render the remaining blocks at full resolution with their matched appearance codes and blend
@@ -107,6 +109,8 @@ class CompositeFrame:
     """Blocks the frame needed but left out because they are corrupt or unusable (``id vN``)."""
     resident_bytes: dict[int, int] | None = None
     """Bytes the cache held after the frame, per level of detail."""
+    deferred: tuple[str, ...] = ()
+    """Blocks left out of this cold frame to keep it fast (``id vN``; see ``Compositor._deferred``)."""
 
     @property
     def used(self) -> tuple[BlockUse, ...]:
@@ -128,6 +132,7 @@ class CompositeFrame:
             "render_ms": round(self.render_ms, 2),
             "frame_ms": round(self.frame_ms, 2),
             "skipped_blocks": list(self.skipped),
+            "deferred_blocks": list(self.deferred),
             "resident_bytes_by_level": {str(k): v for k, v in (self.resident_bytes or {}).items()},
         }
 
@@ -176,6 +181,7 @@ class Compositor:
         vis = np.zeros(len(selection))
         renders: dict[BlockKey, RenderResult] = {}
         drawn: dict[BlockKey, int] = {}
+        deferred: list[str] = []
         warm = {s.key for s in selection if any(level_key(s.key, k) in cache for k in range(len(self.streamer.levels(s.key))))}
         for i, s in enumerate(selection):
             if planned[i] is None:
@@ -183,7 +189,12 @@ class Compositor:
             if cancelled is not None and cancelled():
                 raise FrameCancelled(f"frame of {len(selection)} blocks given up after {i}")
             level = int(planned[i])  # type: ignore[arg-type]
-            drawn[s.key] = level if settled else self._level_to_draw(s.key, level, float(sum(load_ms.values())), warm=s.key in warm)
+            spent_ms = float(sum(load_ms.values()))
+            if self._deferred(s.key, warm=s.key in warm, spent_ms=spent_ms, first=not drawn) and not settled:
+                deferred.append(f"{s.key[0]} v{s.key[1]}")
+                geometric[i] = 0.0
+                continue
+            drawn[s.key] = level if settled else self._level_to_draw(s.key, level, spent_ms, warm=s.key in warm)
             lease = ExitStack()
             try:
                 block = lease.enter_context(self._leased(level_key(s.key, drawn[s.key]), load_ms))
@@ -246,6 +257,7 @@ class Compositor:
             render_ms=float(sum(render_ms.values())),
             frame_ms=1e3 * (time.perf_counter() - t_frame),
             skipped=tuple(skipped),
+            deferred=tuple(deferred),
             resident_bytes=self.streamer.resident_bytes_by_level(),
         )
 
@@ -301,6 +313,16 @@ class Compositor:
         key = self.streamer.level_key
         nbytes = [[self.streamer.estimate_nbytes(key(s.key, k)) for k in range(len(self.streamer.levels(s.key)))] for s in selection]
         return wanted, fit_levels(wanted, nbytes, self.streamer.cache.max_bytes, drop=self.cfg.max_blocks is None)
+
+    def _deferred(self, key: BlockKey, *, warm: bool, spent_ms: float, first: bool) -> bool:
+        """Whether a block is left out of this frame: with ``stream.lod``, a block with no level
+        loaded (not ``warm``) once the frame's loads took more than ``lod_frame_load_ms``, unless
+        it would be the ``first`` block drawn. Blocks come in weight order, so a cold frame (a
+        jump) shows its heaviest blocks at once and the next frames (or the prefetcher) bring in
+        the rest; every frame loads at least one such block while any is missing."""
+        if not self.cfg.lod or warm or first or spent_ms <= self.cfg.lod_frame_load_ms:
+            return False
+        return self.streamer.level_key(key, 0) not in self.streamer.cache
 
     def _level_to_draw(self, key: BlockKey, planned: int, spent_ms: float, *, warm: bool) -> int:
         """``planned`` when it is loaded, or when the block is ``warm`` (some level of it was loaded

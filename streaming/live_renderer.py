@@ -183,6 +183,8 @@ class LiveRenderer:
         self._cond = threading.Condition()
         self._slots: dict[Hashable, _Slot] = {}
         self._stop = False
+        self._busy = False
+        """A frame is being rendered (guarded by the lock)."""
         self._thread: threading.Thread | None = None
         self._refreshed_at = clock()
 
@@ -247,10 +249,11 @@ class LiveRenderer:
             return None if slot is None else slot.camera
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until every viewer's latest camera is shown at full resolution; False on timeout."""
+        """Wait until every viewer's latest camera is shown at full resolution (its frame
+        delivered, not only begun); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not all(s.rendered_seq == s.seq and s.rendered_full for s in self._slots.values()):
+            while self._busy or not all(s.rendered_seq == s.seq and s.rendered_full for s in self._slots.values()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -292,6 +295,7 @@ class LiveRenderer:
                     camera, seq = slot.camera, slot.seq
                     # Marked now, so a camera submitted during the render is seen as new.
                     slot.rendered_seq, slot.rendered_full, slot.served_at = seq, full, now
+                    self._busy = True
             if job is None:
                 self._refresh()
                 continue
@@ -324,6 +328,7 @@ class LiveRenderer:
             self.errors[:] = [*self.errors[-99:], f"{type(exc).__name__}: {exc}"]
         with self._cond:
             self._refreshed_at = self.clock()
+            self._busy = False
             self._cond.notify_all()
 
     def _moved(self, client: Hashable, seq: int) -> bool:

@@ -133,6 +133,29 @@ def test_a_frame_that_may_not_wait_keeps_the_loaded_level(fakes) -> None:  # noq
     assert all(u.level == u.wanted_level for u in settled.used)
 
 
+def test_a_cold_frame_past_its_load_time_leaves_the_lightest_blocks_to_the_next_frames(fakes) -> None:  # noqa: ANN001
+    import threading
+
+    def slow(key) -> None:  # noqa: ANN001 - every load takes longer than a frame may spend on loads
+        threading.Event().wait(0.06)
+
+    blocks = fakes.grid(2)
+    streamer = BlockStreamer(fakes.Source(blocks, block_loads=slow),
+                             StreamConfig(prefetch=False, max_blocks=None, visibility_threshold=0.0, lod_frame_load_ms=50.0))
+    compositor = Compositor(streamer)
+    view = fakes.view([5.0, 4.0, 0.0])
+    drawn = []
+    for _ in range(4):
+        frame = compositor.render(view)
+        drawn.append([u.block_id for u in frame.used])
+        assert len(frame.used) + len(frame.deferred) == 4 and frame.to_dict()["deferred_blocks"] == list(frame.deferred)
+    heaviest = max(frame.blocks, key=lambda u: u.weight).block_id
+    assert drawn[0] == [heaviest]  # the cold frame: one load, then the rest wait
+    assert [len(d) for d in drawn] == [1, 2, 3, 4]  # one more block each frame, none lost
+    settled = compositor.render(view, settled=True)
+    assert not settled.deferred
+
+
 def test_far_blocks_keep_only_their_coarse_levels_within_the_budget(fakes) -> None:  # noqa: ANN001
     """A drive down the street under a budget of about one fine level: the bytes held never pass
     the budget, and the blocks left behind keep their coarse levels, not their fine ones."""
