@@ -183,7 +183,7 @@ class Viewer:
     def block_states(self, used: dict[str, float]) -> dict[str, BlockState]:
         """State of every published block: blended (in ``used``), loaded (cached) or on disk."""
         snap = self.streamer.snapshot
-        loaded = {b for b, v in self.streamer.cache.keys() if snap.versions.get(b) == v}
+        loaded = {b for b, v, _level in self.streamer.cache.keys() if snap.versions.get(b) == v}
         return {
             b: BlockState.BLENDED if b in used else BlockState.LOADED if b in loaded else BlockState.ON_DISK
             for b in snap.versions

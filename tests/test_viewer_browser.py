@@ -62,6 +62,7 @@ def test_view_in_headless_chromium(tiny_store: Path, tmp_path: Path) -> None:
             view.page.screenshot(path=str(shot))
             print(f"viewer screenshot: {shot}")
     assert server.returncode == 0, "\n".join(server.output[-20:])
+    assert not [line for line in server.output if "frames failed" in line], "\n".join(server.output[-20:])  # every frame drew and showed
     from streaming.camera_path import read_camera_path
 
     path = read_camera_path(path_file)
