@@ -57,7 +57,7 @@ class AutoPathConfig:
 class ViewerConfig:
     """The live browser viewer (``blocknerf view``): how it trades resolution for responsiveness."""
 
-    moving_frame_ms: float = 60.0
+    moving_frame_ms: float = 30.0
     """Time a frame may take while the camera moves; the moving resolution is chosen from the
     measured cost per pixel so that a frame fits it (the camera stays responsive whatever a
     full frame costs)."""
