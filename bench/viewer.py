@@ -118,7 +118,7 @@ def main() -> int:
         result = measure(store, width=args.width, moves=args.moves, screenshot=args.screenshot)
     result.update(
         {
-            "command": "python bench/viewer.py " + " ".join(Path(a).name if a == str(args.store) else a for a in sys.argv[1:]),
+            "command": "python bench/viewer.py " + " ".join(Path(a).name if a in (str(args.store), str(args.screenshot)) else a for a in sys.argv[1:]),
             "cpus": os.cpu_count(),
             "load_average": [round(v, 2) for v in os.getloadavg()],
             "python": platform.python_version(),
