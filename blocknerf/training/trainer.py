@@ -198,7 +198,7 @@ def train_block(
     run = run_id(fingerprint, init, cfg, train_cfg)
 
     data = BlockPixels(
-        train_frames, lambda o, d: spec.ray_crossing(o, d, far_m), device=device, with_depth=cfg.depth_loss_weight > 0
+        train_frames, lambda o, d: spec.ray_crossing(o, d, far_m), device=device, with_depth=cfg.depth_loss_weight > 0 and any(f.depth_path is not None for f in train_frames)
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -239,7 +239,7 @@ def train_block(
             rgb = out.rgb + (1.0 - out.opacity)[:, None] * _background(cfg.background, n_rays, generator, device)
             mse = torch.mean((rgb - batch.rgb) ** 2)
             loss = mse + cfg.visibility_weight * out.visibility_loss + cfg.distortion_weight * out.distortion_loss
-            if cfg.depth_loss_weight > 0:
+            if batch.depth is not None:
                 loss = loss + cfg.depth_loss_weight * out.depth_loss
             if codes is not None and cfg.appearance_l2 > 0:
                 loss = loss + cfg.appearance_l2 * codes.pow(2).sum(dim=-1).mean()
