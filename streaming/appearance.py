@@ -116,7 +116,7 @@ class AppearanceTable:
                 manifest_serial=None if serial is None else int(serial),
                 schema_version=version,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputError(where, f"malformed appearance table ({type(exc).__name__}: {exc})") from None
 
     def save(self, store: Any) -> None:

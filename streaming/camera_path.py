@@ -273,7 +273,7 @@ def _matrix(entry: Any, key: str, label: str, where: str) -> np.ndarray:
         column_major = True
     try:
         m = np.array(value, dtype=np.float64).reshape(4, 4)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(where, f"{label}: '{key}' must be 16 numbers (a 4x4 matrix)") from None
     if column_major:
         m = m.T

@@ -47,7 +47,7 @@ class LLA:
             raise InputError(where, "expected {\"lat\": deg, \"lon\": deg, \"alt\": m}")
         try:
             return cls(float(data["lat"]), float(data["lon"]), float(data.get("alt", 0.0)))
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise InputError(where, f"bad coordinate: {exc}") from None
 
 

@@ -212,7 +212,7 @@ def _write_change_pictures(store: Any, prepared: Any, out: Path, capture_dir: Pa
     if truth.is_file():
         try:
             regions = [(tuple(r["centre_xy"]), float(r["radius_m"])) for r in json.loads(truth.read_text())["regions"]]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, OverflowError, KeyError, TypeError):
             regions = []
     cameras = np.array([c.c2w[:3, 3] for c in prepared.change.frames]).reshape(-1, 3)[:, :2]
     draw_change_map(store.plan, prepared.change, out / "change_map.png", cameras_xy=cameras, regions=regions)

@@ -218,7 +218,7 @@ def _finished(work: Path, root: Path, digest: str) -> IngestReport | None:
         if record.get("photos_digest") != digest or record.get("registered_into") != str(root):
             return None
         return IngestReport.read(work / "ingest.json")
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, OverflowError, KeyError, TypeError):
         return None
 
 

@@ -216,6 +216,6 @@ def load_block(store: Any, block_id: str, *, version: int | None = None, device:
         return BlockModel.from_record(block_id, arrays, attrs, version=version, device=device)
     except BlockNerfError as exc:
         raise StoreError(store.url, f"block {block_id} version {version} is unusable: {exc}") from None
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError, IndexError, AttributeError) as exc:
         problem = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise StoreError(store.url, f"block {block_id} version {version} is unusable: {problem}") from None

@@ -133,7 +133,7 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart, Obje
             raise StoreError(url, "not a blocknerf store (zarr.json has no 'blocknerf' attribute)")
         try:
             newer = int(meta["format"]) > FORMAT_VERSION
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise StoreError(url, f"store format {str(meta['format'])[:40]!r} is not a number") from None
         if newer:
             raise StoreError(url, f"store format {meta['format']} is newer than this blocknerf ({FORMAT_VERSION})")
@@ -189,7 +189,7 @@ class BlockStore(RecordsPart, VersionsPart, CheckpointsPart, DocumentsPart, Obje
         """The manifest as stored now (re-read on every call, so readers see new publications)."""
         try:
             manifest = Manifest.from_dict(self._fresh_root().attrs.get("manifest", {}))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise StoreError(self.url, f"malformed manifest ({type(exc).__name__}: {str(exc)[:80]})") from None
         if manifest.schema_version > MANIFEST_SCHEMA:
             raise StoreError(self.url, f"manifest schema {manifest.schema_version} is newer than this blocknerf ({MANIFEST_SCHEMA})")

@@ -50,7 +50,7 @@ def _listed(transforms: Path, cache: dict[Path, frozenset[str] | None]) -> froze
                     if isinstance(entry, dict) and isinstance(entry.get(key), str):
                         paths.add(posixpath.normpath(entry[key].replace("\\", "/")))
             cache[transforms] = frozenset(paths)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, OverflowError, KeyError, TypeError):
             cache[transforms] = None
     return cache[transforms]
 

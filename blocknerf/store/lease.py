@@ -76,7 +76,7 @@ def _decode(data: bytes) -> LeaseHolder | None:
     try:
         doc = json.loads(data)["attributes"]["writer_lease"]
         return None if doc is None else LeaseHolder(**{k: doc[k] for k in LeaseHolder.__slots__})
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, OverflowError, KeyError, TypeError):
         return None  # an unreadable lease object counts as free (and is replaced by compare-and-swap)
 
 

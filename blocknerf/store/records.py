@@ -55,7 +55,7 @@ class RecordsPart(StoreParts):
                 lo, hi = int(offsets[i]), int(offsets[i + 1])
                 blocks.append({**block, "frames": [ids[int(j)] for j in index[lo:hi]], "shares": shares[lo:hi].tolist()})
             return BlockPlan.from_dict({**doc, "blocks": blocks})
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError, UnicodeDecodeError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError, UnicodeDecodeError) as exc:
             raise StoreError(self.url, f"malformed block plan in {group.path} ({str(exc)[:160]})") from None
 
     def read_capture(self, records: int | None = None) -> Capture:

@@ -192,7 +192,7 @@ class City:
                 props=tuple(_build(Prop, d) for d in doc["props"]),
                 change_regions=tuple(_build(ChangeRegion, d) for d in doc["change_regions"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputError(where, f"malformed city description ({type(exc).__name__}: {exc})") from None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
