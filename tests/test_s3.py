@@ -47,3 +47,21 @@ def test_partition_train_render_update_gc_fsck_on_s3_with_a_kill_during_publish(
     ok("gc", url, "--keep", "1")
     assert ok("fsck", url).rstrip().endswith("clean")
     assert assert_store_sound(url) == 2
+
+
+def test_a_reader_sees_groups_another_process_wrote_after_it_listed(s3_env: dict[str, str], tmp_path: Path) -> None:
+    """s3fs caches listings per process: a store open in this process must still see the records
+    revision or block version that another process (here: a file system of its own) added later."""
+    import s3fs
+    import zarr
+
+    from blocknerf.store.deletion import child_groups
+
+    url = f"s3://{s3_env['BUCKET']}/groups.zarr"
+    root = zarr.open_group(url, mode="w")
+    root.require_group("records").require_group("r1")
+    records = zarr.open_group(url, mode="r")["records"]
+    assert child_groups(records) == ["r1"]  # listed (and cached) by this process
+    other = s3fs.S3FileSystem(skip_instance_cache=True)  # another writer, as a second process would be
+    other.pipe(f"{s3_env['BUCKET']}/groups.zarr/records/r2/zarr.json", json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}).encode())
+    assert child_groups(records) == ["r1", "r2"]

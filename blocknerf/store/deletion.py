@@ -39,8 +39,13 @@ def is_tombstone(attrs: Any) -> bool:
 
 
 def child_groups(group: zarr.Group) -> list[str]:
-    """Names of the child groups of ``group``, sorted; entries that are not zarr groups are skipped."""
+    """Names of the child groups of ``group`` as stored now (never a cached listing), sorted;
+    entries that are not zarr groups are skipped."""
     from zarr.core.sync import sync
+
+    fs = getattr(group.store, "fs", None)  # an object store's file system caches listings:
+    if fs is not None:  # what another process wrote since this one last listed would be missed
+        fs.invalidate_cache(f"{group.store.path.rstrip('/')}/{group.path}".rstrip("/"))
 
     async def names() -> list[str]:
         return [key async for key in group.store.list_dir(group.path)]
