@@ -197,9 +197,9 @@ def train_block(
     cfg = run_config(train_cfg, warm=init is not None, overrides=overrides)
     run = run_id(fingerprint, init, cfg, train_cfg)
 
-    data = BlockPixels(
-        train_frames, lambda o, d: spec.ray_crossing(o, d, far_m), device=device, with_depth=cfg.depth_loss_weight > 0 and any(f.depth_path is not None for f in train_frames)
-    )
+    with_depth = cfg.depth_loss_weight > 0 and any(f.depth_path is not None for f in train_frames)
+    data = BlockPixels(train_frames, lambda o, d: spec.ray_crossing(o, d, far_m), device=device, with_depth=with_depth)
+    backdrop = background_rgb(cfg.background)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         fld = BlockField(model_cfg, num_images=data.num_images, with_exposure=data.log2_exposure is not None).to(device)
@@ -236,7 +236,7 @@ def train_block(
             log2e = None if data.log2_exposure is None else data.log2_exposure[batch.image_indices]
             rays = Rays(batch.origins, batch.directions, codes, log2e)
             out = renderer.render_train(fld, occupancy.occupied, rays, generator, depth=batch.depth, depth_sigma=cfg.depth_sigma)
-            rgb = out.rgb + (1.0 - out.opacity)[:, None] * _background(cfg.background, n_rays, generator, device)
+            rgb = out.rgb + (1.0 - out.opacity)[:, None] * _background(backdrop, n_rays, generator, device)
             mse = torch.mean((rgb - batch.rgb) ** 2)
             loss = mse + cfg.visibility_weight * out.visibility_loss + cfg.distortion_weight * out.distortion_loss
             if batch.depth is not None:
@@ -286,7 +286,7 @@ def train_block(
 
     model = _snapshot(spec.id, bounds, model_cfg, fld, occupancy, train_frames)
     test_frames = [f for f in frames if f.split == "test"]
-    evaluation = (evaluate_views(model, test_frames[: cfg.eval_views], spec=spec, far_m=far_m, background=background_rgb(cfg.background))
+    evaluation = (evaluate_views(model, test_frames[: cfg.eval_views], spec=spec, far_m=far_m, background=backdrop)
                   if cfg.eval_views else {})
     stats = {
         "steps": loop.step,
@@ -314,8 +314,8 @@ def train_block(
     return BlockResult(spec.id, version, {**stats, "eval": evaluation})
 
 
-def _background(kind: str, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    rgb = background_rgb(kind)
+def _background(rgb: tuple[float, float, float] | None, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(n, 3) colours behind the rays: ``rgb`` (``background_rgb``), or random ones for None."""
     if rgb is None:
         return torch.rand(n, 3, generator=generator).to(device)
     return torch.tensor(rgb, dtype=torch.float32, device=device).expand(n, 3)
