@@ -111,17 +111,14 @@ class StoreSource:
 
     def load(self, key: LevelKey) -> RenderableBlock:
         """The block at the key's level of detail (baked or neural, per ``renderer``), with the matter
-        inside the erased boxes of the manifest the versions came from removed (an erase restricts
-        the network, so a block under one loads its network)."""
+        inside the erased boxes of the manifest the versions came from removed."""
         from blocknerf.composition.edits import erased_boxes
         from blocknerf.composition.placed import erase_predicate, restrict
         from blocknerf.model.loading import load_renderable
 
         boxes = self._erased if self._erased is not None else erased_boxes(self.store.manifest())
-        if boxes:
-            block = load_renderable(self.store, key[0], key[1], renderer="neural", device=self.device)
-            return restrict(block, erase_predicate(boxes))
-        return load_renderable(self.store, key[0], key[1], renderer=self.renderer, device=self.device, level=key[2])
+        block = load_renderable(self.store, key[0], key[1], renderer=self.renderer, device=self.device, level=key[2])
+        return restrict(block, erase_predicate(boxes)) if boxes else block
 
     def appearance_document(self) -> Mapping[str, Any] | None:
         return self.store.read_document(AppearanceTable.DOCUMENT)
@@ -131,7 +128,7 @@ class StoreSource:
         from blocknerf.composition.edits import load_scene_objects
 
         manifest = self.store.manifest()
-        return manifest.serial, load_scene_objects(self.store, manifest, device=self.device)
+        return manifest.serial, load_scene_objects(self.store, manifest, device=self.device, renderer=self.renderer)
 
 
 @dataclass(frozen=True)

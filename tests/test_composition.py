@@ -114,6 +114,11 @@ def test_a_placed_object_changes_the_pixels_around_it_and_remove_restores_the_re
     # object nothing changes beyond float rounding.
     assert diff[near].mean() > 0.01, diff[near].mean()
     assert diff[far].max() < 1e-4, diff[far].max()
+    # The object was copied with its bake, so it renders through the baked path, like the blocks.
+    from streaming import BlockStreamer, StreamConfig
+
+    placed = BlockStreamer.open(tiny_store_copy, StreamConfig()).snapshot.objects.placed
+    assert [type(p.source).__name__ for p in placed] == ["BakedBlock"]
 
     assert main(["compose", str(tiny_store_copy), "remove", "thing"]) == 0
     np.testing.assert_array_equal(_render(tiny_store_copy, frame), before)
@@ -189,7 +194,8 @@ def test_an_object_behind_a_building_is_hidden_and_in_front_of_it_seen(tiny_city
     np.testing.assert_allclose(behind, empty, atol=1e-5)
 
 
-def test_erasing_a_building_box_makes_the_render_see_further_there(tiny_store_copy, scene):  # noqa: ANN001
+@pytest.mark.parametrize("renderer", ["baked", "neural"])
+def test_erasing_a_building_box_makes_the_render_see_further_there(tiny_store_copy, scene, renderer):  # noqa: ANN001
     from blocknerf.store import BlockStore
     from streaming import BlockStreamer, CameraView, Compositor, StreamConfig
 
@@ -218,12 +224,15 @@ def test_erasing_a_building_box_makes_the_render_see_further_there(tiny_store_co
     assert region.sum() > 20
 
     def rendered_depth() -> np.ndarray:
-        # An erase restricts a block's network (a block under one renders neural): compare like with like.
-        streamer = BlockStreamer.open(tiny_store_copy, StreamConfig(renderer="neural"))
+        streamer = BlockStreamer.open(tiny_store_copy, StreamConfig(renderer=renderer))
         compositor = Compositor(streamer)
         view = CameraView(frame.c2w, frame.intrinsics)
         key = streamer.select(view.position)[0].key
-        return compositor.render_block(key, view).depth.reshape(h, w).numpy()
+        depth = compositor.render_block(key, view).depth.reshape(h, w).numpy()
+        for level_key in streamer.cache.keys():  # an erase keeps the block on the path asked for
+            with streamer.cache.lease(level_key) as block:
+                assert (type(block).__name__ == "BakedBlock") == (renderer == "baked")
+        return depth
 
     before = rendered_depth()
     centre, size = 0.5 * (lo + hi), hi - lo + np.array([2.0, 2.0, 2.0])
@@ -275,6 +284,31 @@ def test_placement_round_trips_and_move_changes_only_the_pose_record(tiny_store_
     features = json.loads(geojson.read_text())["features"]
     obj = [f for f in features if f["properties"].get("feature") == "object"]
     assert len(obj) == 1 and obj[0]["properties"]["name"] == "obj" and obj[0]["geometry"]["type"] == "Polygon"
+
+
+def test_gc_keeps_the_object_versions_the_scene_needs_and_drops_removed_ones(tiny_store_copy, source, capsys):  # noqa: ANN001
+    from blocknerf.store import BlockStore
+
+    src, centre = source
+    add = ["add", src, "--at-enu=1,2,0.5", "--crop", "sphere", centre, "3"]
+    for name in ("kept", "gone"):
+        assert main(["compose", str(tiny_store_copy), *add, "--name", name]) == 0
+    # Removed and placed again: a second version; the first is no longer named by the manifest.
+    assert main(["compose", str(tiny_store_copy), "remove", "kept"]) == 0
+    assert main(["compose", str(tiny_store_copy), *add, "--name", "kept"]) == 0
+    assert main(["compose", str(tiny_store_copy), "remove", "gone"]) == 0
+    store = BlockStore.open(tiny_store_copy)
+    assert sorted(store._root["objects/kept"].group_keys()) == ["v1", "v2"]
+
+    capsys.readouterr()
+    assert main(["gc", str(tiny_store_copy), "--keep", "2", "--json"]) == 0
+    assert sorted(map(tuple, json.loads(capsys.readouterr().out)["objects"])) == [("gone", 1), ("kept", 1)]
+    store = BlockStore.open(tiny_store_copy)
+    assert sorted(store._root["objects/kept"].group_keys()) == ["v2"]
+    assert list(store._root["objects/gone"].group_keys()) == []
+    store.read_object_version("kept", store.manifest().objects["kept"].version, verify=True)
+    assert main(["gc", str(tiny_store_copy), "--keep", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["objects"] == []
 
 
 @pytest.mark.parametrize(

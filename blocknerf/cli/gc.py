@@ -1,4 +1,4 @@
-"""``blocknerf gc S.zarr --keep K``: delete unpublished and old block versions and records."""
+"""``blocknerf gc S.zarr --keep K``: delete unpublished and old block and object versions, and old records."""
 
 from __future__ import annotations
 
@@ -27,14 +27,18 @@ def run(args: argparse.Namespace) -> int:
         result = store.gc(args.keep, dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"dry_run": args.dry_run, "versions": [list(v) for v in result.versions],
-                          "records": list(result.records), "temporary_files": list(result.temporary)}, indent=2))
+                          "records": list(result.records), "temporary_files": list(result.temporary),
+                          "objects": [list(v) for v in result.objects]}, indent=2))
         return 0
     verb = "would delete" if args.dry_run else "deleted"
     for block_id, version in result.versions:
         print(f"{verb} {block_id} v{version}")
     for revision in result.records:
         print(f"{verb} records revision {revision}")
+    for name, version in result.objects:
+        print(f"{verb} object {name} v{version}")
     for path in result.temporary:
         print(f"{verb} {path} (left by a killed write)")
-    print(f"{verb} {len(result.versions)} versions and {len(result.records)} records revisions; published versions kept")
+    print(f"{verb} {len(result.versions)} versions, {len(result.objects)} object versions and {len(result.records)} records revisions; "
+          "published versions kept")
     return 0

@@ -202,10 +202,14 @@ def erased_boxes(manifest: Manifest) -> tuple[EraseBox, ...]:
     return tuple(EraseBox.from_dict(e.placement) for _, e in sorted(manifest.objects.items()) if e.kind == "erase")
 
 
-def load_scene_objects(store: Any, manifest: Manifest, *, device: Any = "cpu") -> SceneObjects:
-    """The manifest's objects, loaded and placed (``PlacedObject``), and its erased boxes."""
+def load_scene_objects(store: Any, manifest: Manifest, *, device: Any = "cpu", renderer: str = "baked") -> SceneObjects:
+    """The manifest's objects, loaded and placed (``PlacedObject``), and its erased boxes. An
+    object renders from its bake where it has one and ``renderer`` is ``baked``
+    (``model.loading.renders_baked``), from its network otherwise."""
     from blocknerf.composition.placed import PlacedObject
+    from blocknerf.model.baked_block import BakedBlock
     from blocknerf.model.block import BlockModel
+    from blocknerf.model.loading import renders_baked
 
     erases = erased_boxes(manifest)
     placed = []
@@ -213,7 +217,10 @@ def load_scene_objects(store: Any, manifest: Manifest, *, device: Any = "cpu") -
         if entry.kind != "field":
             continue
         arrays, attrs = store.read_object_version(name, entry.version)
-        source = BlockModel.from_record(name, arrays, attrs, version=entry.version, device=device)
+        if renders_baked(attrs, renderer, device):
+            source = BakedBlock.from_record(name, arrays, attrs, version=entry.version)
+        else:
+            source = BlockModel.from_record(name, arrays, attrs, version=entry.version, device=device)
         placed.append(PlacedObject(name, entry.version, source, Placement.from_dict(entry.placement), erases))
     return SceneObjects(tuple(placed), erases)
 

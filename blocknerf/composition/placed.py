@@ -6,11 +6,12 @@ distance. It satisfies the streaming block protocol (``render_rays``, ``appearan
 ``bounds``, ``nbytes``), so the compositor treats it like any block, and it works for any source
 that renders rays -- the neural block or a baked one.
 
-Cropping and erasing remove matter where a predicate on positions fails: ``restrict`` gives the
-block a field whose density is zero at every sample outside what is kept (exact, per sample),
-and drops the occupancy cells that cannot hold kept matter, so the marcher skips them
-(``cell_centres``, ``with_occupancy``: what a block representation provides to support
-editing). Nothing is written: the source arrays stay as they were.
+Cropping and erasing remove matter where a predicate on positions fails: ``restrict`` gives a
+neural block a field whose density is zero at every sample outside what is kept (exact, per
+sample), and drops the occupancy cells that cannot hold kept matter, so the marcher skips them
+(``cell_centres``, ``with_occupancy``); a baked block zeroes the density of its grid vertices
+outside what is kept (exact to one voxel) and drops the bricks left empty (``masked``), so it
+keeps rendering through its native kernel. Nothing is written: the source arrays stay as they were.
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ class MaskedField:
 def restrict(block: Any, keep: Keep, within: tuple[np.ndarray, float] | None = None) -> Any:
     """``block`` with no matter where ``keep`` fails (positions in the block's own frame).
     ``within``: a sphere (centre, radius) holding everything kept; occupancy cells that cannot
-    reach it are dropped too, so rays skip them. The field is shared, nothing is copied."""
+    reach it are dropped too, so rays skip them. The field is shared, nothing is copied. A baked
+    block (one with ``masked``) is masked per grid vertex instead (``within`` is then implied)."""
+    if hasattr(block, "masked"):
+        return block.masked(keep)
     if not (hasattr(block, "cell_centres") and hasattr(block, "with_occupancy")):
         raise InputError(None, f"block {getattr(block, 'block_id', '?')} cannot be cropped or erased (its representation has no occupancy cells)")
     occupied = block.occupied

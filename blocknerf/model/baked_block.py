@@ -9,9 +9,10 @@ the neural path; where a ray's weights sit on one surface, this is the neural co
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -230,6 +231,19 @@ class BakedBlock:
         if frame_id is not None and frame_id in self.image_ids:
             return table[self.image_ids.index(frame_id)]
         return torch.zeros(table.shape[1])
+
+    def masked(self, keep: Callable[[np.ndarray], np.ndarray]) -> BakedBlock:
+        """This block with no matter wherever ``keep`` fails ((N, 3) float64 positions in the
+        block's world frame -> (N,) bool), for cropping and erasing: ``BakedGrid.masked``, so an
+        edge is exact to one voxel and rendering stays native."""
+        from blocknerf.model.bounds import uncontract
+
+        centre, scale = np.asarray(self.bounds.center), np.asarray(self.bounds.scale)
+
+        def keep01(x01: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(keep(centre + uncontract(x01).numpy() * scale), dtype=bool))
+
+        return dataclasses.replace(self, grid=self.grid.masked(keep01))
 
     def render_view(
         self, c2w: np.ndarray, intrinsics: Intrinsics, *, appearance: torch.Tensor | None = None, exposure: float | None = None

@@ -16,7 +16,7 @@ from the averaged features (deferred shading, SNeRG's idea) by the caller.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,6 +94,29 @@ class BakedGrid:
             offset=get("feature_offset").float(),
             brick=int(brick),
         )
+
+    def masked(self, keep: Callable[[torch.Tensor], torch.Tensor], *, chunk: int = 2048) -> BakedGrid:
+        """This grid with zero density at every vertex where ``keep`` fails ((N, 3) float64
+        contracted positions in [0, 1]^3 -> (N,) bool; evaluated once per vertex, in slices of
+        ``chunk`` bricks), and the bricks left with no density dropped from the index, so the
+        renderer skips them. Their arrays stay, unreferenced; the features are shared."""
+        b, n, nb = self.brick, self.resolution, int(self.density.shape[0])
+        cells = (self.brick_index >= 0).nonzero().to(torch.int64)
+        origin = torch.zeros(nb, 3, dtype=torch.int64)  # first vertex of brick k, in grid cells
+        origin[self.brick_index[cells[:, 0], cells[:, 1], cells[:, 2]].long()] = cells * b
+        r = torch.arange(b + 1, dtype=torch.int64)
+        local = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), dim=-1).reshape(-1, 3)  # storage order
+        kept = torch.ones(self.density.shape, dtype=torch.bool)
+        for s in range(0, nb, chunk):
+            e = min(s + chunk, nb)
+            x01 = (origin[s:e, None, :] + local[None]).double() / n
+            kept[s:e] = keep(x01.reshape(-1, 3)).reshape(e - s, -1)
+        density = torch.where(kept, self.density, torch.zeros_like(self.density)).contiguous()
+        alive = (density > 0).any(dim=1)
+        index = self.brick_index.clone()
+        present = index >= 0
+        index[present] = torch.where(alive[index[present].long()], index[present], torch.full_like(index[present], -1))
+        return BakedGrid(index, density, self.features, self.scale, self.offset, self.brick)
 
 
 GRID_ARRAYS = ("brick_index", "density", "features", "feature_scale", "feature_offset")

@@ -54,6 +54,8 @@ class GcResult:
     """Records revisions (capture record + plan) that no manifest names any more."""
     temporary: tuple[str, ...] = ()
     """Half-written temporary files that killed writes left (local stores; paths in the store)."""
+    objects: tuple[tuple[str, int], ...] = ()
+    """(object name, version) pairs: arrays of placed objects no kept manifest entry names."""
 
 
 def checksum_arrays(arrays: Mapping[str, np.ndarray]) -> str:
@@ -195,7 +197,9 @@ class VersionsPart(StoreParts):
         Deleted: older published versions, versions never published (left by a run that failed or
         was killed before publishing; rerunning it would have reused them), incomplete leftovers,
         every records revision but the published one, and the temporary files of killed writes. The published version of a block is
-        never deleted. Run it while no training or update is writing to the store. ``dry_run``:
+        never deleted. Placed objects are kept the same way: per object the version it renders
+        and those of the ``keep - 1`` entries before it (what ``rollback`` can restore); the
+        arrays of removed objects go. Run it while no training or update is writing to the store. ``dry_run``:
         only say what would be deleted.
         """
         self._require_writable()
@@ -240,7 +244,32 @@ class VersionsPart(StoreParts):
                     leftover.unlink(missing_ok=True)
                 temporary.append(leftover.relative_to(root).as_posix())
         temporary += purge_trash(self.url, dry_run=dry_run)
-        return GcResult(versions=tuple(deleted), records=tuple(sorted(records)), temporary=tuple(temporary))
+        objects = self._collect_objects(manifest, keep, dry_run=dry_run)
+        return GcResult(versions=tuple(deleted), records=tuple(sorted(records)), temporary=tuple(temporary), objects=objects)
+
+    def _collect_objects(self, manifest: Manifest, keep: int, *, dry_run: bool) -> tuple[tuple[str, int], ...]:
+        """gc's part for object versions (see ``gc``): the (name, version) pairs deleted. Groups
+        whose names are not object names are never touched."""
+        from blocknerf.store.objects import NAME_PATTERN
+
+        if "objects" not in self._root:
+            return ()
+        deleted: list[tuple[str, int]] = []
+        root = self._root["objects"]
+        for name in (n for n in child_groups(root) if NAME_PATTERN.match(n)):
+            entry = manifest.objects.get(name)
+            kept: set[int] = set()
+            if entry is not None:
+                entries = [*(e for e in entry.history[len(entry.history) - (keep - 1):] if keep > 1), entry.to_dict(with_history=False)]
+                kept = {int(e.get("version", 0)) for e in entries if e.get("kind") == "field"}
+            group = root[name]
+            for child in child_groups(group):
+                m = _VERSION_RE.match(child)
+                if m and int(m.group(1)) not in kept:
+                    if not dry_run:
+                        delete_group(self.url, group, child)
+                    deleted.append((name, int(m.group(1))))
+        return tuple(deleted)
 
     def _block_group(self, block_id: str) -> zarr.Group | None:
         require_block_id(self.url, block_id)
