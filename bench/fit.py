@@ -143,7 +143,7 @@ def main() -> int:
         "held_out_views": len(tests),
         "curve": rows,
         "threads": args.threads,
-        "config": args.config,
+        "config": Path(args.config).name if args.config else None,
     }
     print(f"samples per ray: training {costs.means()}, rendering {render_costs}")
     print(f"final held-out PSNR {final['psnr']:.2f} dB, SSIM {final['ssim']:.3f}; render {render_s:.2f} s/frame "
