@@ -147,6 +147,29 @@ def test_a_change_affects_the_blocks_around_it_only(world, city_change):
     assert set(seen) - set(report.affected)  # some blocks the frames see are kept
 
 
+def test_a_block_retrains_only_on_points_several_frames_lifted(world):
+    """The same changed points inside a block: from the pixels of two frames (where one or two
+    frames' visual hull reaches) they are not enough; from ``min_views`` frames they are."""
+    from blocknerf.updating.change_points import ChangePoints
+    from blocknerf.updating.detector import block_changes
+
+    spec = world.plan.blocks[0]
+    n = 20
+    points = np.repeat([[*spec.center_xy, 0.5 * (spec.z_min + spec.z_max)]], n, axis=0)
+    cfg = ChangeConfig()
+
+    def verdict(frames: int):  # noqa: ANN202
+        votes = np.full(n, cfg.min_views, dtype=np.int32)
+        lifted = ChangePoints(points, votes, votes, (np.arange(n) % frames).astype(np.int32), np.arange(n, dtype=np.int64))
+        return block_changes(world.plan, lifted, cfg, [spec.id], margin=0.0)[spec.id]
+
+    assert cfg.min_views == 3 and n >= cfg.min_points
+    two, three = verdict(2), verdict(3)
+    assert (two.points, two.frames, two.retrain) == (n, 2, False)
+    assert "below the threshold" in two.reason
+    assert (three.points, three.frames, three.retrain) == (n, 3, True)
+
+
 @pytest.fixture(scope="module")
 def recaptured_store(tiny_store, tmp_path_factory) -> SimpleNamespace:
     """A copy of the trained tiny store and a re-capture of six of its held-out views: new ids,

@@ -8,7 +8,10 @@ new frame nearby. A frame *observes* a sample when it falls inside its image and
 surface the store renders there; it *agrees* when the pixel it falls on is changed too. Samples
 that enough frames agree on (``min_views``, including the frame they come from), and that most
 frames observing them agree on (``min_agreement``), are the change: a visual hull of the changed
-pixels, carved by the frames that look through it and see nothing new.
+pixels, carved by the frames that look through it and see nothing new. A street capture's cameras
+stand along a line, so that hull reaches far along their viewing directions; of each ray's
+samples in it only those the most frames agree on are kept (the ray's depth by multi-view
+agreement), which puts the points on the changed surface rather than anywhere in front of it.
 """
 
 from __future__ import annotations
@@ -113,6 +116,8 @@ def lift_changes(changes: Sequence[FrameChange], cfg: ChangeConfig, *, near_m: f
             observers += in_front
             votes += in_front & flat_changed[j][index]
         keep = (votes >= cfg.min_views) & (votes >= cfg.min_agreement * observers)
+        ray_votes = np.where(keep, votes, 0).reshape(len(pixels), cfg.samples_per_ray)
+        keep &= (ray_votes >= ray_votes.max(axis=1, keepdims=True)).reshape(-1)  # the best-agreed depth(s) of each ray
         if keep.any():
             pix = np.repeat(pixels, cfg.samples_per_ray)
             out.append((points[keep], votes[keep], observers[keep], np.full(int(keep.sum()), i, dtype=np.int32), pix[keep]))

@@ -38,7 +38,8 @@ class ChangeConfig:
     rays_per_frame: int = 256
     """At most this many changed pixels of a frame are lifted (evenly spread)."""
     min_points: int = 8
-    """A block is affected when its region (with the margin) holds at least this many changed points."""
+    """A block is affected when its region (with the margin) holds at least this many changed points,
+    lifted from the changed pixels of at least ``min_views`` new frames."""
     margin_m: float | None = None
     """Margin added to a block's radius when testing changed points; None: 10% of the median
     block radius."""

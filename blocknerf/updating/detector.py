@@ -145,7 +145,9 @@ def block_changes(
     plan: BlockPlan, points: ChangePoints, cfg: ChangeConfig, seen_blocks: Iterable[str], *, margin: float
 ) -> dict[str, BlockChange]:
     """Per block of ``seen_blocks`` (in plan order): the changed points within its region grown by
-    ``margin``, and whether there are enough (``cfg.min_points``) to retrain it."""
+    ``margin``, and whether there are enough to retrain it: ``cfg.min_points`` points, lifted from
+    the changed pixels of at least ``cfg.min_views`` new frames (a change seen by fewer frames is
+    where the visual hull of one or two frames' rays reaches, not where the frames agree)."""
     seen = set(seen_blocks)
     out = {}
     for spec in plan.blocks:
@@ -159,12 +161,13 @@ def block_changes(
         ) if len(points) else np.zeros(0, dtype=bool)
         n = int(inside.sum())
         pixels = {(int(f), int(q)) for f, q in zip(points.frame[inside], points.pixel[inside])}
+        frames = len({f for f, _ in pixels})
         out[spec.id] = BlockChange(
             block_id=spec.id,
-            retrain=n >= cfg.min_points,
+            retrain=n >= cfg.min_points and frames >= cfg.min_views,
             points=n,
             pixels=len(pixels),
-            frames=len({f for f, _ in pixels}),
+            frames=frames,
             box=_box(p[inside]) if n else None,
         )
     return out
