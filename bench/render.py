@@ -10,7 +10,8 @@ Figures (written to ``--out``, default bench/results/render.json):
 * frames/s (wall) and CPU seconds per frame at 320x240 and 640x360, baked vs neural, through the
   streaming compositor (``--size-divisor`` shrinks both for a preliminary run): standing at the centre of the first block with ``max_blocks`` 1 (one block) and at the point nearest to three
   block centres with ``max_blocks`` 3 (three blended blocks; fewer where the city has fewer), after
-  a warm-up frame (blocks loaded);
+  a settled warm-up frame (every block loaded at the level the view plans for it: the steady state
+  of a camera at rest, not the refinement of a cold one);
 * held-out PSNR/SSIM of the baked and the neural render of the same views of the same blocks (each
   block on its own held-out frames, up to ``--views``), and the difference;
 * stored bytes of each block's bake vs its network arrays;
@@ -88,7 +89,10 @@ def frame_rates(store: Any, renderer: str, frames: int, sizes: tuple[tuple[int, 
             c2w[:3, 3] = spot + np.array([0.0, 0.0, 0.0])
             c2w[2, 3] = ref.c2w[2, 3]
             view = CameraView(c2w, intr)
-            first = compositor.render(view)  # warm-up: loads the blocks
+            # Warm-up: every block at the level this view plans for it, loaded now (a cold frame
+            # draws coarse levels first and refines over the next frames, loading as it goes).
+            first = compositor.render(view, settled=True)
+            compositor.render(view)
             began, cpu_began = time.perf_counter(), time.process_time()
             for _ in range(frames):
                 compositor.render(view)

@@ -369,3 +369,38 @@ def test_a_manifest_written_before_objects_reads_as_having_none():
     manifest = Manifest.from_dict(old)
     assert manifest.objects == {} and manifest.version_of("b") == 1
     assert Manifest.from_dict(manifest.to_dict()) == manifest
+
+
+def test_a_placed_object_renders_only_the_rays_through_its_bounds():
+    """Rays that miss the object's bounding sphere never reach its renderer and carry no matter;
+    rays through it get the source's render unchanged."""
+    import torch
+
+    from blocknerf.composition.placed import PlacedObject
+    from blocknerf.composition.placement import Crop, Placement
+    from blocknerf.model.renderer import Rays, RenderResult
+
+    class Source:
+        """Opaque everywhere, so a ray shows whether it was rendered; remembers how many were."""
+
+        rendered: list[int] = []
+
+        def masked(self, keep):  # noqa: ANN001, ANN202
+            return self
+
+        def appearance_code(self, frame_id=None):  # noqa: ANN001, ANN202
+            return None
+
+        def render_rays(self, rays):  # noqa: ANN001, ANN202
+            n = len(rays)
+            self.rendered.append(n)
+            return RenderResult(torch.full((n, 3), 0.2), torch.full((n,), 2.0), torch.ones(n), torch.ones(n))
+
+    obj = PlacedObject("thing", 1, Source(), Placement((10.0, 0.0, 0.0), Crop("sphere", (0.0, 0.0, 0.0), 1.0), (0.0, 0.0, 0.0), scale=2.0))
+    # From the origin: straight at the object (2 m radius at 10 m), just past its edge, away from it.
+    directions = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.15, 0.0], [1.0, 0.3, 0.0], [-1.0, 0.0, 0.0]]), dim=-1)
+    out = obj.render_rays(Rays(torch.zeros(4, 3), directions))
+    assert Source.rendered == [2]
+    torch.testing.assert_close(out.opacity, torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    torch.testing.assert_close(out.depth, torch.tensor([4.0, 4.0, 0.0, 0.0]))  # source depth x scale
+    assert torch.all(out.rgb[:2] == 0.2) and torch.all(out.rgb[2:] == obj.background)

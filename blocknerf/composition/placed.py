@@ -29,6 +29,9 @@ from blocknerf.model.renderer import Rays, RenderResult
 
 __all__ = ["PlacedObject", "Region", "erase_predicate", "restrict"]
 
+BOUNDS_MARGIN = 0.1
+"""Rays are rendered where they pass within the object's bounding sphere grown by this fraction:
+interpolation puts matter up to one voxel past a crop's edge."""
 Keep = Callable[[np.ndarray], np.ndarray]
 """(N, 3) float64 points -> (N,) bool: where matter stays."""
 
@@ -140,7 +143,33 @@ class PlacedObject:
         return self.source.appearance_code(None)
 
     def render_rays(self, rays: Rays) -> RenderResult:
-        """World rays -> the object's colour, world depth (distance along the ray), opacity."""
+        """World rays -> the object's colour, world depth (distance along the ray), opacity. Only
+        the rays that pass through the object's bounding sphere are rendered; the others carry no
+        matter (opacity 0, the background's colour)."""
+        hit = self._through_bounds(rays)
+        n_hit = int(hit.sum())
+        if n_hit == len(rays):
+            return self._render(rays)
+        n = len(rays)
+        rgb = torch.full((n, 3), self.background, device=rays.origins.device)
+        depth, opacity, visibility = (torch.zeros(n, device=rays.origins.device) for _ in range(3))
+        if n_hit:
+            idx = hit.nonzero().squeeze(1)
+            part = self._render(Rays(*(None if t is None else t[idx] for t in (rays.origins, rays.directions, rays.appearance, rays.log2_exposure))))
+            rgb[idx], depth[idx], opacity[idx], visibility[idx] = part.rgb, part.depth, part.opacity, part.visibility
+        return RenderResult(rgb, depth, opacity, visibility)
+
+    def _through_bounds(self, rays: Rays) -> torch.Tensor:
+        """(R,) bool: rays that meet the bounding sphere (grown by ``BOUNDS_MARGIN``) ahead of their origin."""
+        c = torch.as_tensor(self.placement.world_center, dtype=rays.origins.dtype, device=rays.origins.device)
+        r = self.placement.radius_m * (1.0 + BOUNDS_MARGIN)
+        oc = rays.origins - c
+        a = (rays.directions * rays.directions).sum(-1)
+        b = (oc * rays.directions).sum(-1)
+        disc = b * b - a * ((oc * oc).sum(-1) - r * r)
+        return (disc >= 0) & (-b + disc.clamp(min=0).sqrt() > 0)
+
+    def _render(self, rays: Rays) -> RenderResult:
         o = self._anchor + ((rays.origins - self._position) / self.placement.scale) @ self._rotation
         d = rays.directions @ self._rotation
         code = self.appearance_code()
