@@ -321,3 +321,17 @@ def test_fused_colour_decode_matches_the_heads() -> None:
         rgb_ref, vis_ref = heads.decode_reference(q * scale + offset, rays)
         torch.testing.assert_close(rgb, rgb_ref, atol=1e-5, rtol=0)
         torch.testing.assert_close(vis, vis_ref, atol=1e-5, rtol=0)
+
+
+def test_a_coarse_level_marches_with_steps_as_long_as_its_voxels_allow() -> None:
+    """Level k of a bake is sampled at about as many steps per voxel as the finest level: a grid
+    4x coarser takes steps 4x longer (about 4x fewer), and the finest keeps the sampler's own."""
+    from blocknerf.model.baked_block import level_sampler
+
+    sampler = SamplerConfig()
+    assert level_sampler(sampler, 256, 256) is sampler
+    coarse = level_sampler(sampler, 256, 64)
+    assert (coarse.min_step, coarse.cone_angle) == (4 * sampler.min_step, 4 * sampler.cone_angle)
+    assert coarse.contracted_steps == sampler.contracted_steps // 4
+    fine_steps, coarse_steps = len(step_edges(sampler, 1.0)) - 1, len(step_edges(coarse, 1.0)) - 1
+    assert 3.0 <= fine_steps / coarse_steps <= 4.5, (fine_steps, coarse_steps)
