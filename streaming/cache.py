@@ -327,6 +327,16 @@ class BlockCache(Generic[B]):
         """Evict every block not in use."""
         self.discard(lambda key: False)
 
+    def resize(self, max_bytes: int) -> None:
+        """Make the budget ``max_bytes`` (e.g. when resident bytes outside the cache take part of
+        it) and evict least recently used blocks not in use until what is loaded fits; blocks in
+        use stay until they are released."""
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
+        with self._cond:
+            self.max_bytes = int(max_bytes)
+            self._make_room(0, evictable=self._demand_evictable)
+
     # -- internals (lock held unless noted) ------------------------------------------------------
     def _demand_evictable(self, key: LevelKey, entry: _Entry[B]) -> bool:
         return not entry.leases

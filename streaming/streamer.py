@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+from dask.utils import format_bytes
 
+from blocknerf.errors import StoreError
 from streaming.appearance import AppearanceTable
 from streaming.blend import geometric_weights
 from streaming.cache import BlockCache
@@ -171,6 +173,8 @@ class BlockStreamer:
         self._read_regions()
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
+        self.object_bytes = 0
+        """Bytes of the placed objects held beside the cache (taken off its budget)."""
         self.broken: dict[BlockKey, str] = {}
         """Blocks that failed to load (corrupt or unusable) -> the one-line reason; renders leave them out."""
         self.refresh()
@@ -212,6 +216,7 @@ class BlockStreamer:
         doc = self.source.appearance_document()
         table = AppearanceTable.from_dict(doc) if doc else AppearanceTable()
         objects = self._scene_objects()
+        self._charge_objects(objects)
         snap = Snapshot(serial, published, index, table, objects)
         with self._lock:
             previous, self._snapshot = self._snapshot, snap
@@ -220,6 +225,17 @@ class BlockStreamer:
             self.cache.clear()  # blocks loaded under other erased boxes
         self.cache.discard(lambda key: published.get(key[0]) == key[1])
         return True
+
+    def _charge_objects(self, objects: Any) -> None:
+        """Placed objects are held beside the cache, for as long as the manifest places them: their
+        bytes come off the memory budget the cache may fill (``object_bytes``)."""
+        nbytes = 0 if objects is None else int(sum(int(o.nbytes) for o in objects.placed))
+        budget = self.cfg.memory_budget_bytes
+        if nbytes >= budget:
+            raise StoreError(None, f"the placed objects take {format_bytes(nbytes)}, the whole memory budget of {format_bytes(budget)}; "
+                                   "raise it (--memory-budget, stream.memory_budget_mb)")
+        self.object_bytes = nbytes
+        self.cache.resize(budget - nbytes)
 
     def _scene_objects(self) -> Any:
         """The source's placed objects and erased boxes (None when it has none or offers none)."""

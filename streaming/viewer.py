@@ -287,7 +287,8 @@ class ViewerSession:
             f"**blended** ({len(comp.used)}): {blended}",
             f"**cache** {format_bytes(c.used_bytes)} of {format_bytes(v.streamer.cache.max_bytes)} · "
             f"{c.hits} hits · {c.misses} misses · load {loads[-1] if loads else 0:.0f} ms last, "
-            f"{(np.median(loads) if loads else 0):.0f} ms median",
+            f"{(np.median(loads) if loads else 0):.0f} ms median"
+            + (f" · placed objects {format_bytes(v.streamer.object_bytes)}" if v.streamer.object_bytes else ""),
             f"**camera** {where}",
             f"**store** manifest {comp.manifest_serial} · {len(v.streamer.snapshot.versions)} blocks published",
         ]

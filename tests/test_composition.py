@@ -404,3 +404,29 @@ def test_a_placed_object_renders_only_the_rays_through_its_bounds():
     torch.testing.assert_close(out.opacity, torch.tensor([1.0, 1.0, 0.0, 0.0]))
     torch.testing.assert_close(out.depth, torch.tensor([4.0, 4.0, 0.0, 0.0]))  # source depth x scale
     assert torch.all(out.rgb[:2] == 0.2) and torch.all(out.rgb[2:] == obj.background)
+
+
+def test_placed_objects_take_their_bytes_off_the_memory_budget(fakes):  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from blocknerf.composition.edits import SceneObjects
+    from blocknerf.errors import StoreError
+    from streaming import BlockStreamer, StreamConfig
+
+    placed: list[SimpleNamespace] = [SimpleNamespace(nbytes=300_000)]
+
+    class Source(fakes.Source):
+        def scene_objects(self):  # noqa: ANN202
+            return self.serial, SceneObjects(tuple(placed))
+
+    source = Source(fakes.grid(2))
+    streamer = BlockStreamer(source, StreamConfig(memory_budget_mb=1.0))
+    assert (streamer.object_bytes, streamer.cache.max_bytes) == (300_000, 700_000)
+    placed.clear()  # removed: the whole budget is the cache's again
+    source.serial += 1
+    streamer.refresh()
+    assert (streamer.object_bytes, streamer.cache.max_bytes) == (0, 1_000_000)
+    placed.append(SimpleNamespace(nbytes=2_000_000))
+    source.serial += 1
+    with pytest.raises(StoreError, match="placed objects take .* memory budget"):
+        streamer.refresh()

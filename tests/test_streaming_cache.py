@@ -59,6 +59,19 @@ def test_lru_eviction_and_counters() -> None:
     assert loader.transient == [100, 200, 300, 300]
 
 
+def test_resizing_evicts_the_least_recently_used_blocks_not_in_use() -> None:
+    cache, _ = make(300, {n: 100 for n in "abc"})
+    for n in "abc":
+        get(cache, n)
+    with cache.lease(("a", 1)):  # in use: it stays, the least recently used of the others goes
+        cache.resize(150)
+        assert [k[0] for k in cache.keys()] == ["a"] and cache.used_bytes == 100
+    cache.resize(50)  # a, no longer in use, does not fit: evicted
+    assert cache.keys() == [] and cache.max_bytes == 50
+    with pytest.raises(ValueError):
+        cache.resize(0)
+
+
 def test_a_block_larger_than_the_budget_is_a_clear_error() -> None:
     cache, _ = make(1_000_000, {"big": 34_100_000})
     with pytest.raises(BlockTooLargeError) as err:
