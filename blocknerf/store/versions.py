@@ -214,13 +214,7 @@ class VersionsPart(StoreParts):
             if entry is not None:
                 history = self.published_history(block_id, entry)
                 kept = {entry.version, *(history[len(history) - (keep - 1):] if keep > 1 else ())}
-            group = self._root[f"blocks/{block_id}"]
-            for name in child_groups(group):
-                m = _VERSION_RE.match(name)
-                if m and int(m.group(1)) not in kept:
-                    if not dry_run:
-                        delete_group(self.url, group, name)
-                    deleted.append((block_id, int(m.group(1))))
+            deleted += [(block_id, v) for v in self._delete_versions(self._root[f"blocks/{block_id}"], kept, dry_run=dry_run)]
         records: list[int] = []
         if "records" in self._root:
             group = self._root["records"]
@@ -262,14 +256,20 @@ class VersionsPart(StoreParts):
             if entry is not None:
                 entries = [*(e for e in entry.history[len(entry.history) - (keep - 1):] if keep > 1), entry.to_dict(with_history=False)]
                 kept = {int(e.get("version", 0)) for e in entries if e.get("kind") == "field"}
-            group = root[name]
-            for child in child_groups(group):
-                m = _VERSION_RE.match(child)
-                if m and int(m.group(1)) not in kept:
-                    if not dry_run:
-                        delete_group(self.url, group, child)
-                    deleted.append((name, int(m.group(1))))
+            deleted += [(name, v) for v in self._delete_versions(root[name], kept, dry_run=dry_run)]
         return tuple(deleted)
+
+    def _delete_versions(self, group: zarr.Group, kept: set[int], *, dry_run: bool) -> list[int]:
+        """Delete the ``v<k>`` groups of ``group`` whose k is not in ``kept``; the ks deleted (or
+        that would be, with ``dry_run``)."""
+        gone = []
+        for name in child_groups(group):
+            m = _VERSION_RE.match(name)
+            if m and int(m.group(1)) not in kept:
+                if not dry_run:
+                    delete_group(self.url, group, name)
+                gone.append(int(m.group(1)))
+        return gone
 
     def _block_group(self, block_id: str) -> zarr.Group | None:
         require_block_id(self.url, block_id)
