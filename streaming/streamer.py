@@ -133,6 +133,11 @@ class StoreSource:
         return manifest.serial, load_scene_objects(self.store, manifest, device=self.device, renderer=self.renderer)
 
 
+def _placed_bytes(objects: Any) -> int:
+    """Bytes of the placed objects of a ``SceneObjects`` (0 for None)."""
+    return 0 if objects is None else int(sum(int(o.nbytes) for o in objects.placed))
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What one frame renders from: one manifest's published versions and their index."""
@@ -173,8 +178,6 @@ class BlockStreamer:
         self._read_regions()
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
-        self.object_bytes = 0
-        """Bytes of the placed objects held beside the cache (taken off its budget)."""
         self.broken: dict[BlockKey, str] = {}
         """Blocks that failed to load (corrupt or unusable) -> the one-line reason; renders leave them out."""
         self.refresh()
@@ -226,15 +229,19 @@ class BlockStreamer:
         self.cache.discard(lambda key: published.get(key[0]) == key[1])
         return True
 
+    @property
+    def object_bytes(self) -> int:
+        """Bytes of the current snapshot's placed objects, held beside the cache (taken off its budget)."""
+        return _placed_bytes(self.snapshot.objects)
+
     def _charge_objects(self, objects: Any) -> None:
         """Placed objects are held beside the cache, for as long as the manifest places them: their
         bytes come off the memory budget the cache may fill (``object_bytes``)."""
-        nbytes = 0 if objects is None else int(sum(int(o.nbytes) for o in objects.placed))
+        nbytes = _placed_bytes(objects)
         budget = self.cfg.memory_budget_bytes
         if nbytes >= budget:
             raise StoreError(None, f"the placed objects take {format_bytes(nbytes)}, the whole memory budget of {format_bytes(budget)}; "
                                    "raise it (--memory-budget, stream.memory_budget_mb)")
-        self.object_bytes = nbytes
         self.cache.resize(budget - nbytes)
 
     def _scene_objects(self) -> Any:

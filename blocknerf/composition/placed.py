@@ -155,7 +155,7 @@ class PlacedObject:
         depth, opacity, visibility = (torch.zeros(n, device=rays.origins.device) for _ in range(3))
         if n_hit:
             idx = hit.nonzero().squeeze(1)
-            part = self._render(Rays(*(None if t is None else t[idx] for t in (rays.origins, rays.directions, rays.appearance, rays.log2_exposure))))
+            part = self._render(rays.take(idx))
             rgb[idx], depth[idx], opacity[idx], visibility[idx] = part.rgb, part.depth, part.opacity, part.visibility
         return RenderResult(rgb, depth, opacity, visibility)
 

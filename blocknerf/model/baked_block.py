@@ -283,7 +283,7 @@ class BakedBlock:
             vis.mul_(hit)
         elif n_hit:
             idx = hit.nonzero().squeeze(1)
-            sub = Rays(*(None if t is None else t[idx] for t in (cpu.origins, cpu.directions, cpu.appearance, cpu.log2_exposure)))
+            sub = cpu.take(idx)
             c, v = torch.empty(n_hit, 3), torch.empty(n_hit)
             self._decode_into(feat[idx], sub, opacity[idx], c, v, threads)
             rgb[idx] = c

@@ -39,6 +39,11 @@ class Rays:
         cut = lambda t: None if t is None else t[start:stop]  # noqa: E731
         return Rays(self.origins[start:stop], self.directions[start:stop], cut(self.appearance), cut(self.log2_exposure))
 
+    def take(self, index: torch.Tensor) -> Rays:
+        """The rays at ``index`` ((K,) int64 positions)."""
+        pick = lambda t: None if t is None else t[index]  # noqa: E731
+        return Rays(self.origins[index], self.directions[index], pick(self.appearance), pick(self.log2_exposure))
+
 
 @dataclass(frozen=True)
 class RenderResult:
